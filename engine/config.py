@@ -1,0 +1,231 @@
+"""The gateway's configuration: frozen dataclasses built from a TOML mapping.
+
+Validation happens once, at start-up, and every error names the offending key
+so a typo in `gateway.toml` is a one-line fix rather than a silent default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.routes import ID_PATTERN
+from engine.urls import BaseURL, parse_base_url
+
+MiB = 1024 * 1024
+BACKOFFS = ("constant", "linear", "exponential")
+FALLBACK_ON = ("all_non_2xx", "retryable_only")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    http_port: int = 8787
+    ws_port: int = 8788
+    data_dir: str = "./data"
+    # Requests larger than this get 413 before any upstream call.
+    max_body_bytes: int = 10 * MiB
+    # How long in-flight requests may run on after SIGINT/SIGTERM.
+    grace_period: float = 10.0
+    # Keep-alive connections kept per upstream origin; also the concurrency cap per origin.
+    upstream_max_connections: int = 256
+    upstream_connect_timeout: float = 10.0
+    # Server-wide cap on time to first byte, even for attempts that "wait without limit" (§7.1).
+    upstream_first_byte_timeout: float = 300.0
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    limit: int
+    interval: int
+    technique: str = "fixed"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Per-gateway settings: the lowest level of the header hierarchy (§1.5)."""
+
+    token: str | None = None
+    cache_ttl: int = 0
+    rate_limit: RateLimit | None = None
+    collect_logs: bool = True
+    request_timeout: int | None = None  # ms to first byte
+    retry_max_attempts: int = 1
+    retry_delay: int = 0  # ms
+    retry_backoff: str = "constant"
+    fallback_on: str = "all_non_2xx"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    # provider slug -> upstream base URL overriding the built-in one
+    providers: Mapping[str, BaseURL] = field(default_factory=dict)
+    gateways: Mapping[str, GatewaySettings] = field(default_factory=dict)
+
+    def gateway(self, gateway_id: str) -> GatewaySettings:
+        return self.gateways.get(gateway_id, DEFAULT_GATEWAY)
+
+
+DEFAULT_GATEWAY = GatewaySettings()
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a table")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], key: str) -> None:
+    for name in table:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else name
+            raise ConfigError(f"{where}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _get(table: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str) -> Any:
+    value = table[name]
+    # bool is an int subclass; never accept true where a number is meant.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"{key}.{name}: expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key}.{name}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(
+        {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
+            k, k.__name__
+        )
+        for k in kinds
+    )
+
+
+def _in_range(value: float, low: float, high: float, where: str) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: must be between {low} and {high}, got {value}")
+
+
+def _server(table: Mapping[str, Any]) -> ServerConfig:
+    key = "server"
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "host": str,
+        "http_port": int,
+        "ws_port": int,
+        "data_dir": str,
+        "max_body_bytes": int,
+        "grace_period": (int, float),
+        "upstream_max_connections": int,
+        "upstream_connect_timeout": (int, float),
+        "upstream_first_byte_timeout": (int, float),
+        "access_log": bool,
+    }
+    _check_keys(table, set(kinds), key)
+    values = {name: _get(table, name, kinds[name], key) for name in table}
+    for port in ("http_port", "ws_port"):
+        if port in values:
+            _in_range(values[port], 0, 65535, f"{key}.{port}")
+    for name in ("max_body_bytes", "upstream_max_connections"):
+        if name in values and values[name] < 1:
+            raise ConfigError(f"{key}.{name}: must be at least 1")
+    for name in ("grace_period", "upstream_connect_timeout", "upstream_first_byte_timeout"):
+        if name in values and values[name] <= 0:
+            raise ConfigError(f"{key}.{name}: must be a positive number of seconds")
+    return ServerConfig(**values)
+
+
+def _rate_limit(value: Any, key: str) -> RateLimit:
+    table = _table(value, key)
+    _check_keys(table, {"limit", "interval", "technique"}, key)
+    for name in ("limit", "interval"):
+        if name not in table:
+            raise ConfigError(f"{key}.{name}: required")
+        if _get(table, name, int, key) < 1:
+            raise ConfigError(f"{key}.{name}: must be at least 1")
+    technique = _get(table, "technique", str, key) if "technique" in table else "fixed"
+    if technique not in ("fixed", "sliding"):
+        raise ConfigError(f"{key}.technique: must be 'fixed' or 'sliding', got {technique!r}")
+    return RateLimit(table["limit"], table["interval"], technique)
+
+
+def _gateway(name: str, value: Any) -> GatewaySettings:
+    key = f"gateways.{name}"
+    table = _table(value, key)
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "token": str,
+        "cache_ttl": int,
+        "collect_logs": bool,
+        "request_timeout": int,
+        "retry_max_attempts": int,
+        "retry_delay": int,
+        "retry_backoff": str,
+        "fallback_on": str,
+    }
+    _check_keys(table, {*kinds, "rate_limit"}, key)
+    values: dict[str, Any] = {n: _get(table, n, kinds[n], key) for n in table if n in kinds}
+    if "rate_limit" in table:
+        values["rate_limit"] = _rate_limit(table["rate_limit"], f"{key}.rate_limit")
+    checks: dict[str, Callable[[Any], bool]] = {
+        "token": lambda v: len(v) > 0,
+        "cache_ttl": lambda v: 0 <= v <= 2_592_000,
+        "request_timeout": lambda v: v >= 0,
+        "retry_max_attempts": lambda v: 1 <= v <= 5,
+        "retry_delay": lambda v: 0 <= v <= 60_000,
+        "retry_backoff": lambda v: v in BACKOFFS,
+        "fallback_on": lambda v: v in FALLBACK_ON,
+    }
+    hints = {
+        "token": "must not be empty",
+        "cache_ttl": "must be 0..2592000 seconds",
+        "request_timeout": "must be >= 0 ms",
+        "retry_max_attempts": "must be 1..5",
+        "retry_delay": "must be 0..60000 ms",
+        "retry_backoff": f"must be one of {', '.join(BACKOFFS)}",
+        "fallback_on": f"must be one of {', '.join(FALLBACK_ON)}",
+    }
+    for n, check in checks.items():
+        if n in values and not check(values[n]):
+            raise ConfigError(f"{key}.{n}: {hints[n]}, got {values[n]!r}")
+    return GatewaySettings(**values)
+
+
+def load_config(data: Mapping[str, Any], known_providers: Callable[[str], bool]) -> Config:
+    """Build a Config from a parsed TOML mapping.
+
+    `known_providers` tells whether a slug names a built-in provider; a custom
+    provider (`custom-{slug}`) must bring its own `base_url`.
+    """
+    _check_keys(data, {"server", "providers", "gateways"}, "")
+    server = _server(_table(data["server"], "server")) if "server" in data else ServerConfig()
+    providers: dict[str, BaseURL] = {}
+    for slug, value in _table(data.get("providers", {}), "providers").items():
+        key = f"providers.{slug}"
+        table = _table(value, key)
+        _check_keys(table, {"base_url"}, key)
+        custom = slug.startswith("custom-") and len(slug) > len("custom-")
+        if not custom and not known_providers(slug):
+            raise ConfigError(f"{key}: unknown provider (custom providers are named custom-<slug>)")
+        if "base_url" not in table:
+            if custom:
+                raise ConfigError(f"{key}.base_url: required for a custom provider")
+            continue
+        try:
+            providers[slug] = parse_base_url(_get(table, "base_url", str, key))
+        except ValueError as exc:
+            raise ConfigError(f"{key}.base_url: {exc}") from None
+    gateways = {
+        name: _gateway(name, value)
+        for name, value in _table(data.get("gateways", {}), "gateways").items()
+    }
+    for name in gateways:
+        if not ID_PATTERN.fullmatch(name):
+            raise ConfigError(f"gateways.{name}: a gateway id is 1-64 of a-z, 0-9, '_' and '-'")
+    return Config(server=server, providers=providers, gateways=gateways)

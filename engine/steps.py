@@ -1,0 +1,127 @@
+"""Universal Endpoint request bodies (spec §1.1): parsing and validation.
+
+Every rejection names the step and the field, so a client sees exactly which
+part of a twenty-step fallback chain is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from engine.errors import bad_request
+from engine.retry import BACKOFFS, MAX_ATTEMPTS, MAX_RETRY_DELAY_MS
+
+# §1.2 [CHOICE]: Cloudflare documents no maximum; 20 keeps a request bounded.
+MAX_STEPS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    """A step's own `config` (§1.1); None means "not set at this level"."""
+
+    request_timeout: int | None = None
+    max_attempts: int | None = None
+    retry_delay: int | None = None
+    backoff: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    provider: str
+    endpoint: str
+    headers: Mapping[str, str]
+    query: Any
+    has_query: bool
+    config: StepConfig
+    event_id: str | None = None  # WebSocket `eventId`
+
+
+def parse_body(body: bytes) -> list[Step]:
+    """Parse a Universal body: an array of steps, or one step object (§16.3)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_request("Request body must be valid JSON") from None
+    return parse_steps(data)
+
+
+def parse_steps(data: Any) -> list[Step]:
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise bad_request("Request body must be an array of steps or a step object")
+    if not data:
+        raise bad_request("Request body must contain at least one step")
+    if len(data) > MAX_STEPS:
+        raise bad_request(f"At most {MAX_STEPS} steps are allowed, got {len(data)}")
+    return [parse_step(item, index) for index, item in enumerate(data)]
+
+
+def parse_step(item: Any, index: int) -> Step:
+    where = f"step {index}"
+    if not isinstance(item, dict):
+        raise bad_request(f"{where}: must be an object")
+    provider = item.get("provider")
+    if not isinstance(provider, str) or not provider:
+        raise bad_request(f"{where}: 'provider' must be a non-empty string")
+    endpoint = item.get("endpoint", "")
+    if not isinstance(endpoint, str):
+        raise bad_request(f"{where}: 'endpoint' must be a string")
+    headers = item.get("headers", {})
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, dict):
+        raise bad_request(f"{where}: 'headers' must be an object of strings")
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise bad_request(f"{where}: header {name!r} must be a string")
+        if not name or any(c in name for c in " \t\r\n:") or "\r" in value or "\n" in value:
+            raise bad_request(f"{where}: header {name!r} is not a valid HTTP header")
+    authorization = item.get("authorization")
+    if authorization is not None:
+        if not isinstance(authorization, str):
+            raise bad_request(f"{where}: 'authorization' must be a string")
+        if not any(name.lower() == "authorization" for name in headers):
+            headers = {**headers, "Authorization": authorization}
+    event_id = item.get("eventId")
+    return Step(
+        provider=provider,
+        endpoint=endpoint,
+        headers=headers,
+        query=item.get("query"),
+        has_query="query" in item,
+        config=_parse_config(item.get("config"), where),
+        event_id=event_id if isinstance(event_id, str) else None,
+    )
+
+
+def _parse_config(value: Any, where: str) -> StepConfig:
+    if value is None:
+        return StepConfig()
+    if not isinstance(value, dict):
+        raise bad_request(f"{where}: 'config' must be an object")
+
+    def number(name: str, low: int, high: int | None) -> int | None:
+        raw = value.get(name)
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
+            raise bad_request(f"{where}: config.{name} must be an integer")
+        if raw < low or (high is not None and raw > high):
+            upper = f"..{high}" if high is not None else " or more"
+            raise bad_request(f"{where}: config.{name} must be {low}{upper}, got {raw}")
+        return int(raw)
+
+    backoff = value.get("backoff")
+    if backoff is not None and backoff not in BACKOFFS:
+        raise bad_request(f"{where}: config.backoff must be one of {', '.join(BACKOFFS)}")
+    return StepConfig(
+        request_timeout=number("requestTimeout", 0, None),
+        max_attempts=number("maxAttempts", 1, MAX_ATTEMPTS),
+        retry_delay=number("retryDelay", 0, MAX_RETRY_DELAY_MS),
+        backoff=backoff,
+    )

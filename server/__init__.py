@@ -1,0 +1,1 @@
+"""trio I/O: listeners, the upstream connection pool and step execution."""

@@ -1,0 +1,226 @@
+"""The ASGI application hypercorn serves: routing, the Universal Endpoint over HTTP.
+
+Error handling:
+  Every gateway-made error is a `GatewayError` rendered once, here, as the
+  Cloudflare envelope. Anything unexpected is logged and answered 500 with
+  the envelope; no traceback reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+
+from engine import routes
+from engine.errors import INVALID_PROVIDER, GatewayError
+from engine.plan import cf_headers
+from engine.sse import Relay, error_event
+from engine.steps import parse_body
+from server.executor import Committed
+from server.universal import Prepared, Universal, gateway_headers, response_headers
+from server.upstream import UpstreamUnavailable
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("gateway")
+access = logging.getLogger("gateway.access")
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request body was read."""
+
+
+class GatewayApp:
+    def __init__(self, universal: Universal) -> None:
+        self.universal = universal
+        self.config = universal.config
+        self.max_body = universal.config.server.max_body_bytes
+        self.access_log = universal.config.server.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        elif kind == "websocket":
+            # WebSockets have their own listener (--ws-port); say so rather than hang.
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        status, step, note = 500, "-", ""
+        try:
+            route = routes.match(scope["path"])
+            if route is None:
+                raise GatewayError(404, INVALID_PROVIDER, f"No route for {scope['path']}")
+            if route.kind == "health":
+                status = await _json(send, 200, {"status": "ok"})
+            elif route.kind == "universal":
+                if scope["method"] != "POST":
+                    raise GatewayError(405, 2019, "The Universal Endpoint accepts POST only")
+                status, step, note = await self.universal_http(scope, route, receive, send)
+            else:
+                raise GatewayError(
+                    404, INVALID_PROVIDER, f"Provider endpoint {route.provider!r} is not served yet"
+                )
+        except GatewayError as exc:
+            status = await _error(send, exc)
+        except ClientGone:
+            status, note = 499, "client gone"
+        except Exception:
+            log.exception("unexpected error for %s %s", scope["method"], scope["path"])
+            status = await _error(send, GatewayError(500, 2005, "Internal gateway error"))
+        if self.access_log:
+            access.info(
+                "%s %s %d step=%s %.1fms%s",
+                scope["method"],
+                scope["path"],
+                status,
+                step,
+                (time.perf_counter() - start) * 1000,
+                note,
+            )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                raise _too_large(self.max_body)
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _too_large(self.max_body)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def universal_http(
+        self, scope: Scope, route: routes.Route, receive: Receive, send: Send
+    ) -> tuple[int, str, str]:
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        request_cf = cf_headers(headers)
+        gateway = self.config.gateway(route.gateway_id)
+        self.universal.authorize(gateway, request_cf.get("cf-aig-authorization"))
+        body = await self._read_body(scope, receive)
+        steps = parse_body(body)
+        prepared = self.universal.prepare(route.account_id, gateway, steps, request_cf)
+        # What was answered, for the access log; set before sending, because the
+        # disconnect that follows a finished response may cancel the last send.
+        result = [499, "-", " client gone"]
+        async with trio.open_nursery() as nursery:
+            # A client that goes away cancels the whole request, upstream call included.
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            try:
+                committed = await self.universal.run(prepared)
+            except GatewayError as exc:
+                result = [exc.status, str(len(steps) - 1), ""]
+                await _error(send, exc, gateway_headers(prepared, len(steps) - 1, None))
+            else:
+                result = [committed.response.status, str(committed.plan.index), ""]
+                result[2] = await _relay(committed, prepared, send)
+            nursery.cancel_scope.cancel()
+        return result[0], result[1], result[2]
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _relay(committed: Committed, prepared: Prepared, send: Send) -> str:
+    """Send the committed response, relaying the body as it arrives."""
+    response = committed.response
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": response_headers(committed, prepared),
+        }
+    )
+    try:
+        if committed.is_sse:
+            return await _relay_events(committed, send)
+        if committed.prefix:
+            await send({"type": "http.response.body", "body": committed.prefix, "more_body": True})
+        try:
+            while chunk := await response.receive_some():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamUnavailable as exc:
+            # Returning with the body unfinished makes hypercorn close the
+            # connection, so the client sees a truncated body, not a clean end.
+            log.warning("body from step %d cut after commit: %s", committed.plan.index, exc)
+            return " incomplete"
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return " failed-all" if committed.failed else ""
+    finally:
+        with trio.CancelScope(shield=True):
+            await response.aclose()
+
+
+async def _relay_events(committed: Committed, send: Send) -> str:
+    relay = Relay()
+    chunk = committed.prefix
+    try:
+        while True:
+            if out := relay.feed(chunk):
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            chunk = await committed.response.receive_some()
+            if not chunk:
+                break
+    except UpstreamUnavailable as exc:
+        # Cut after commit: end loudly with an error event, never a quiet end.
+        log.warning("stream from step %d cut after commit: %s", committed.plan.index, exc)
+        body = error_event("Upstream stream ended unexpectedly", 2005)
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return " incomplete"
+    await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
+    return ""
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(413, 2019, f"Request body is larger than the limit of {limit} bytes")
+
+
+async def _json(send: Send, status: int, payload: object) -> int:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON})
+    await send({"type": "http.response.body", "body": orjson.dumps(payload)})
+    return status
+
+
+async def _error(send: Send, exc: GatewayError, extra: list[tuple[bytes, bytes]] = ()) -> int:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [*_JSON, *extra],
+        }
+    )
+    await send({"type": "http.response.body", "body": exc.body()})
+    return exc.status

@@ -1,0 +1,120 @@
+"""The Universal Endpoint, shared by both transports (HTTP and WebSocket).
+
+Each transport parses its own framing, then calls `prepare` and `run`: one
+code path decides steps, retries and fallback, and the transport only adapts
+the committed response to its wire format.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.config import Config, GatewaySettings
+from engine.errors import UNAUTHORIZED, GatewayError
+from engine.ids import uuid7
+from engine.plan import StepPlan, plan_step
+from engine.retry import Schedule
+from engine.steps import Step
+from providers import Registry
+from server.executor import Committed, execute
+from server.upstream import ConnectionPool
+
+# Response headers never passed from upstream to the client (hop-by-hop).
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
+)
+
+
+@dataclass(slots=True)
+class Prepared:
+    plans: list[StepPlan]
+    schedule: Schedule
+    log_id: str
+    event_id: str
+
+
+class Universal:
+    """Everything a Universal request needs: config, providers and the one pool."""
+
+    def __init__(self, config: Config, registry: Registry, pool: ConnectionPool) -> None:
+        self.config = config
+        self.registry = registry
+        self.pool = pool
+
+    def authorize(self, gateway: GatewaySettings, credential: str | None) -> None:
+        """Authenticated gateways (§8): constant-time token check, 401/2009."""
+        if gateway.token is None:
+            return
+        presented = (credential or "").strip()
+        if presented[:7].lower() == "bearer ":
+            presented = presented[7:].strip()
+        if not hmac.compare_digest(presented.encode(), gateway.token.encode()):
+            raise GatewayError(401, UNAUTHORIZED)
+
+    def prepare(
+        self,
+        account_id: str,
+        gateway: GatewaySettings,
+        steps: list[Step],
+        request_cf: Mapping[str, str],
+        event_id: str | None = None,
+    ) -> Prepared:
+        plans = [
+            plan_step(
+                step,
+                index,
+                resolve=self.registry.resolve,
+                account_id=account_id,
+                request_cf=request_cf,
+                gateway=gateway,
+            )
+            for index, step in enumerate(steps)
+        ]
+        log_id = uuid7()
+        schedule = Schedule([plan.handling for plan in plans], gateway.fallback_on)
+        return Prepared(
+            plans, schedule, log_id, event_id or request_cf.get("cf-aig-event-id") or log_id
+        )
+
+    async def run(self, prepared: Prepared) -> Committed:
+        return await execute(
+            self.pool,
+            prepared.plans,
+            prepared.schedule,
+            cap=self.config.server.upstream_first_byte_timeout,
+        )
+
+
+def gateway_headers(
+    prepared: Prepared, step: int, plan: StepPlan | None
+) -> list[tuple[bytes, bytes]]:
+    """The `cf-aig-*` response headers of §0.3."""
+    log_id = prepared.log_id.encode()
+    headers = [
+        (b"cf-aig-step", str(step).encode()),
+        (b"cf-aig-log-id", log_id),
+        (b"cf-aig-event-id", prepared.event_id.encode()),
+        (b"cf-aig-request-id", log_id),
+        (b"cf-aig-cache-status", b"MISS"),
+    ]
+    if plan is not None:
+        headers.append((b"cf-aig-provider", plan.provider.encode()))
+        if plan.model and plan.model.isprintable() and plan.model.isascii():
+            headers.append((b"cf-aig-model", plan.model.encode()))
+    return headers
+
+
+def response_headers(committed: Committed, prepared: Prepared) -> list[tuple[bytes, bytes]]:
+    headers = [(k, v) for k, v in committed.response.headers if k not in _HOP_BY_HOP]
+    headers += gateway_headers(prepared, committed.plan.index, committed.plan)
+    return headers

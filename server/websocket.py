@@ -1,0 +1,211 @@
+"""The WebSocket listener: the Universal Endpoint over a persistent socket (spec §10.1).
+
+Each `universal.create` runs in its own task of a per-connection nursery, so many
+events are in flight on one socket, correlated by `eventId`. A bad frame gets a
+`universal.error` and the socket stays open. Closing the socket cancels the
+connection's in-flight events, upstream calls included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from engine import routes
+from engine.errors import GatewayError, bad_request
+from engine.plan import cf_headers
+from engine.sse import EventSplitter, parse_event
+from engine.steps import parse_steps
+from server.executor import Committed
+from server.universal import Prepared, Universal
+from server.upstream import UpstreamUnavailable
+
+log = logging.getLogger("gateway.websocket")
+
+# §10.3 [CHOICE]: limits Cloudflare does not document.
+MAX_MESSAGE = 32 * 1024 * 1024
+MAX_IN_FLIGHT = 64
+_AUTH_PROTOCOL = "cf-aig-authorization."
+
+
+class WebSocketHandler:
+    def __init__(self, universal: Universal) -> None:
+        self.universal = universal
+
+    async def __call__(self, request: WebSocketRequest) -> None:
+        route = routes.match(request.path.partition("?")[0])
+        if route is None or route.kind != "universal":
+            await request.reject(
+                404, body=GatewayError(404, 2008, "No WebSocket route here").body()
+            )
+            return
+        gateway = self.universal.config.gateway(route.gateway_id)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
+        request_cf = cf_headers(headers)
+        offered = request.proposed_subprotocols
+        credential = request_cf.get("cf-aig-authorization")
+        for proto in offered:
+            if proto.startswith(_AUTH_PROTOCOL):
+                credential = credential or proto[len(_AUTH_PROTOCOL) :]
+        try:
+            self.universal.authorize(gateway, credential)
+        except GatewayError as exc:
+            await request.reject(401, body=exc.body())
+            return
+        # §16.16: echo the first subprotocol offered so browsers accept the handshake.
+        ws = await request.accept(subprotocol=offered[0] if offered else None)
+        slots = trio.Semaphore(MAX_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    message = await ws.get_message()
+                except ConnectionClosed:
+                    break
+                await slots.acquire()
+                nursery.start_soon(self._frame, ws, route, gateway, request_cf, message, slots)
+            nursery.cancel_scope.cancel()
+
+    async def _frame(
+        self,
+        ws: WebSocketConnection,
+        route: routes.Route,
+        gateway: Any,
+        request_cf: dict[str, str],
+        message: str | bytes,
+        slots: trio.Semaphore,
+    ) -> None:
+        event_id: str | None = None
+        send = _sender(ws)
+        try:
+            frame = _parse_frame(message)
+            body = frame["request"]
+            event_id = _event_id(body)
+            steps = parse_steps(body)
+            prepared = self.universal.prepare(
+                route.account_id, gateway, steps, request_cf, event_id
+            )
+            event_id = prepared.event_id
+            committed = await self.universal.run(prepared)
+            await _answer(send, committed, prepared)
+        except GatewayError as exc:
+            await send(
+                {
+                    "type": "universal.error",
+                    "metadata": {"eventId": event_id},
+                    "error": exc.envelope(),
+                }
+            )
+        except ConnectionClosed:
+            pass
+        except Exception:
+            # A bug in one event must not take the socket (or the listener) down.
+            log.exception("unexpected error handling event %s", event_id)
+            error = GatewayError(500, 2005, "Internal gateway error")
+            with trio.move_on_after(1):
+                await send(
+                    {
+                        "type": "universal.error",
+                        "metadata": {"eventId": event_id},
+                        "error": error.envelope(),
+                    }
+                )
+        finally:
+            slots.release()
+
+
+def _sender(ws: WebSocketConnection) -> Callable[[dict[str, Any]], Any]:
+    async def send(payload: dict[str, Any]) -> None:
+        await ws.send_message(orjson.dumps(payload).decode())
+
+    return send
+
+
+def _parse_frame(message: str | bytes) -> dict[str, Any]:
+    try:
+        frame = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        raise bad_request("Frame must be a JSON object") from None
+    if not isinstance(frame, dict):
+        raise bad_request("Frame must be a JSON object")
+    if frame.get("type") != "universal.create":
+        raise bad_request(f"Unsupported message type: {frame.get('type')!r}")
+    if not isinstance(frame.get("request"), dict | list):
+        raise bad_request("'request' must be a step object or an array of steps")
+    return frame
+
+
+def _event_id(body: Any) -> str | None:
+    first = body[0] if isinstance(body, list) and body else body
+    value = first.get("eventId") if isinstance(first, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _metadata(committed: Committed, prepared: Prepared) -> dict[str, Any]:
+    content_type = committed.response.header(b"content-type") or b""
+    return {
+        "cacheStatus": "MISS",
+        "eventId": prepared.event_id,
+        "logId": prepared.log_id,
+        "step": str(committed.plan.index),
+        "contentType": content_type.decode("latin-1"),
+        "provider": committed.plan.provider,
+        "model": committed.plan.model,
+        "status": committed.response.status,
+    }
+
+
+def _json_or_text(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+async def _answer(send: Any, committed: Committed, prepared: Prepared) -> None:
+    metadata = _metadata(committed, prepared)
+    response = committed.response
+    try:
+        if not committed.is_sse:
+            body = committed.prefix + await response.read_all(MAX_MESSAGE)
+            await send(
+                {"type": "universal.created", "metadata": metadata, "response": _json_or_text(body)}
+            )
+            return
+        await send({"type": "universal.created", "metadata": metadata})
+        splitter = EventSplitter()
+        chunk = committed.prefix
+        stream_meta = {"eventId": prepared.event_id}
+        while True:
+            for block in splitter.feed(chunk):
+                event = parse_event(block)
+                if event is None or event.data == "[DONE]":
+                    continue
+                await send(
+                    {
+                        "type": "universal.stream",
+                        "metadata": stream_meta,
+                        "response": _json_or_text(event.data),
+                    }
+                )
+            chunk = await response.receive_some()
+            if not chunk:
+                break
+        await send({"type": "universal.done", "metadata": metadata})
+    except UpstreamUnavailable as exc:
+        log.warning("stream for event %s cut after commit: %s", prepared.event_id, exc)
+        error = GatewayError(502, 2005, "Upstream stream ended unexpectedly")
+        await send(
+            {
+                "type": "universal.error",
+                "metadata": {"eventId": prepared.event_id},
+                "error": error.envelope(),
+            }
+        )
+    finally:
+        with trio.CancelScope(shield=True):
+            await response.aclose()
