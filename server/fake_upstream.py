@@ -29,15 +29,11 @@ CACHE_LIMIT = 1024
 CREATED = int(time.time())
 
 OPENAI, ANTHROPIC, WORKERS, UNKNOWN = "openai", "anthropic", "workers", "unknown"
-DEFAULT_MODELS = {
-    OPENAI: "gpt-4o-mini",
-    ANTHROPIC: "claude-3-5-haiku-latest",
-    WORKERS: "@cf/meta/llama-3.1-8b-instruct",
-    UNKNOWN: "unknown",
-}
+DEFAULT_MODELS = {OPENAI: "gpt-4o-mini", ANTHROPIC: "claude-3-5-haiku-latest"}
 JSON, SSE = b"application/json", b"text/event-stream"
 TRUTHY = frozenset({"1", "true", "yes", "on"})
 BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 STREAM_ERRORS = {
     OPENAI: b'data: {"error":{"message":"fake upstream stream error","type":"server_error"}}\n\n',
@@ -80,21 +76,15 @@ class _BadRequest(Exception):
         self.response = _head(status, JSON, len(body), keep=False) + body
 
 
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b"Unknown"
-
-
 def _head(status: int, ctype: bytes, length: int | None, keep: bool) -> bytes:
     """Response head; ``length=None`` means a chunked (streamed) body."""
-    out = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\n" % (status, _reason(status), ctype)
+    reason = REASONS.get(status, b"Unknown")
+    out = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\n" % (status, reason, ctype)
     if length is None:
         out += b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
     else:
         out += b"content-length: %d\r\n" % length
-    return out + (b"\r\n" if keep else b"connection: close\r\n\r\n")
+    return out + (b"connection: keep-alive\r\n\r\n" if keep else b"connection: close\r\n\r\n")
 
 
 def _route(target: str) -> str:
@@ -357,7 +347,7 @@ class FakeUpstream:
             now = trio.current_time()
             self.requests.append(RecordedRequest(method, target, headers, body, now))
         kind = _route(target)
-        model, streaming = DEFAULT_MODELS[kind], False
+        model, streaming = DEFAULT_MODELS.get(kind, ""), False
         if body:
             try:
                 doc = orjson.loads(body)
@@ -380,7 +370,7 @@ class FakeUpstream:
 
         if reply is None:
             reply = self._reply_from_headers(headers)
-        if not 100 <= reply.status <= 999:
+        if not 200 <= reply.status <= 599:
             raise _BadRequest(400, "reply status out of range")
         if reply.delay > 0:
             await trio.sleep(reply.delay)

@@ -1,0 +1,144 @@
+"""Shared fixtures: a fake upstream and the gateway, both real servers on 127.0.0.1.
+
+Rules for the suite:
+- Loopback only; every server listens on a port the OS picks (port 0).
+- Anything about time runs under `autojump_clock`, so timeouts and backoff
+  delays are exact and instant.
+- The gateway runs in-process, in the test's own trio run, so the mock clock
+  drives its timeouts as well as the fake upstream's delays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from engine.config import Config, load_config
+from gateway import Listening, serve
+from providers import is_built_in
+from server.fake_upstream import FakeUpstream
+
+ACCOUNT = "acct123"
+GATEWAY = "my-gateway"
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    """Like pytest-trio's fixture, but jumps only after 20 ms of real idleness.
+
+    With a threshold of 0 the clock would jump while loopback bytes are still
+    in flight between the test, the gateway and the fake upstream, firing
+    timeouts that real time would never reach.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+@dataclass
+class Stack:
+    fake: FakeUpstream
+    listening: Listening
+    client: httpx.AsyncClient
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.listening.http_port}"
+
+    @property
+    def universal_url(self) -> str:
+        return f"{self.base}/v1/{ACCOUNT}/{GATEWAY}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.listening.ws_port}/v1/{ACCOUNT}/{GATEWAY}/"
+
+
+def make_config(fake_port: int, **extra: Any) -> Config:
+    up = f"http://127.0.0.1:{fake_port}"
+    data: dict[str, Any] = {
+        "server": {"http_port": 0, "ws_port": 0, "access_log": False, "grace_period": 2},
+        "providers": {
+            "openai": {"base_url": f"{up}/v1"},
+            "workers-ai": {"base_url": f"{up}/client/v4/accounts/{{account_id}}/ai"},
+            "anthropic": {"base_url": up},
+            "groq": {"base_url": f"{up}/openai/v1"},
+            "mistral": {"base_url": up},
+            # Nothing listens on port 9 of loopback: connection refused.
+            "custom-dead": {"base_url": "http://127.0.0.1:9/v1"},
+        },
+    }
+    for key, value in extra.items():
+        data.setdefault(key, {}).update(value)
+    return load_config(data, is_built_in)
+
+
+@pytest.fixture
+def gateway_settings() -> dict[str, Any]:
+    """Override in a test module to configure `[gateways.*]`."""
+    return {}
+
+
+@pytest.fixture
+async def stack(nursery: trio.Nursery, gateway_settings: dict[str, Any]) -> AsyncIterator[Stack]:
+    fake = FakeUpstream()
+    fake_port = await nursery.start(fake.serve)
+    extra = {"gateways": gateway_settings} if gateway_settings else {}
+    config = make_config(fake_port, **extra)
+    shutdown = trio.Event()
+    listening = await nursery.start(
+        lambda task_status: serve(config, shutdown=shutdown, task_status=task_status)
+    )
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield Stack(fake, listening, client)
+    shutdown.set()
+
+
+def step(
+    provider: str = "openai",
+    endpoint: str = "chat/completions",
+    *,
+    stream: bool = False,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A Universal step as a client would write it."""
+    query: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "What is Cloudflare?"}],
+    }
+    if provider == "workers-ai":
+        endpoint = "@cf/meta/llama-3.1-8b-instruct"
+        query = {"messages": query["messages"]}
+    elif provider == "anthropic":
+        endpoint = "v1/messages"
+        query = {
+            "model": "claude-3-5-haiku-latest",
+            "max_tokens": 64,
+            "messages": query["messages"],
+        }
+    if stream:
+        query["stream"] = True
+    return {
+        "provider": provider,
+        "endpoint": endpoint,
+        "headers": {
+            "Authorization": "Bearer test-key",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+        "query": query,
+        **fields,
+    }
+
+
+def sse_data(text: str) -> list[str]:
+    """The `data:` payloads of an SSE body, in order."""
+    return [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+
+
+Checker = Callable[[httpx.Response], None]
