@@ -12,7 +12,7 @@ import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import partial
@@ -238,6 +238,9 @@ class FakeUpstream:
         self._gates: dict[str, trio.Event] = {}
         self._fail_counts: dict[str, int] = {}
         self._cache: dict[tuple[str, str, bool], bytes] = {}
+        # Targets of requests whose client hung up while the fake was holding
+        # them (in a delay or an x-fake-hold): proof that a caller cancelled.
+        self.hangups: list[str] = []
 
     def script(self, match: str, *replies: Reply) -> None:
         """Queue replies for requests whose path contains `match`; each request consumes one; when
@@ -372,8 +375,8 @@ class FakeUpstream:
             reply = self._reply_from_headers(headers)
         if not 200 <= reply.status <= 599:
             raise _BadRequest(400, "reply status out of range")
-        if reply.delay > 0:
-            await trio.sleep(reply.delay)
+        if reply.delay > 0 and await self._hold(stream, target, partial(trio.sleep, reply.delay)):
+            return False
         if reply.drop:
             return False
         if reply.body is not None:
@@ -406,6 +409,33 @@ class FakeUpstream:
                 reply = replace(reply, status=500)
         return reply
 
+    async def _hold(
+        self, stream: trio.SocketStream, target: str, wait: Callable[[], Awaitable[object]]
+    ) -> bool:
+        """Run `wait` unless the client hangs up first; True (and recorded) if it did.
+
+        Assumes no pipelined request arrives meanwhile (the gateway never pipelines).
+        """
+        hung_up = False
+
+        async def watch(cancel: trio.CancelScope) -> None:
+            nonlocal hung_up
+            try:
+                data = await stream.receive_some(1)
+            except (*BROKEN, OSError):
+                data = b""
+            if not data:
+                hung_up = True
+                cancel.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, nursery.cancel_scope)
+            await wait()
+            nursery.cancel_scope.cancel()
+        if hung_up:
+            self.hangups.append(target)
+        return hung_up
+
     async def _stream(
         self,
         stream: trio.SocketStream,
@@ -437,8 +467,8 @@ class FakeUpstream:
             if i and chunk_delay:
                 await trio.sleep(chunk_delay)
             await send(delta(i))
-            if i == 0 and hold:
-                await self.gate(hold).wait()
+            if i == 0 and hold and await self._hold(stream, f"hold:{hold}", self.gate(hold).wait):
+                return False
         if cut is not None:
             return False  # abrupt close: no trailer events, no terminating chunk
         for event in post:

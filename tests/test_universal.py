@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import trio
 
@@ -172,7 +174,7 @@ async def test_retries_with_exact_backoff(stack: Stack, autojump_clock) -> None:
         assert response.status_code == 200, backoff
         times = [r.time for r in stack.fake.requests if r.headers.get("x-fake-key") == key]
         assert len(times) == 4
-        assert [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)] == gaps
+        assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == gaps
 
 
 async def test_retries_then_fallback(stack: Stack, autojump_clock) -> None:
@@ -306,3 +308,23 @@ async def test_concurrent_requests_with_mixed_failures(stack: Stack) -> None:
         assert (status, step_header) == (want_status, want_step), i
         if i % 5 == 4:
             assert content.endswith(b"data: [DONE]\n\n")
+
+
+async def test_client_disconnect_cancels_upstream(stack: Stack, autojump_clock) -> None:
+    # Mid-stream: the client reads the first chunk, then goes away.
+    body = [step(stream=True, headers={"x-fake-hold": "gone"})]
+    async with stack.client.stream("POST", stack.universal_url, json=body) as response:
+        await response.aiter_bytes().__anext__()
+    with trio.fail_after(5):
+        while "hold:gone" not in stack.fake.hangups:
+            await trio.sleep(0.01)
+
+    # Mid-request: the client gives up while the upstream is still thinking.
+    with trio.move_on_after(1):
+        await stack.client.post(stack.universal_url,
+                                json=[step(headers={"x-fake-delay-ms": "60000"})])
+    with trio.fail_after(5):
+        while "/v1/chat/completions" not in stack.fake.hangups:
+            await trio.sleep(0.01)
+    # The gateway is still serving.
+    assert (await stack.client.post(stack.universal_url, json=[step()])).status_code == 200
