@@ -33,6 +33,9 @@ log = logging.getLogger("gateway")
 access = logging.getLogger("gateway.access")
 
 _JSON = [(b"content-type", b"application/json")]
+# An oversized body is read and dropped up to this multiple of the limit, so the
+# client gets its 413; beyond it the connection is simply closed.
+DRAIN_FACTOR = 4
 
 
 class ClientGone(Exception):
@@ -101,8 +104,15 @@ class GatewayApp:
             )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """Read the request body, answering 413 past `max_body_bytes`.
+
+        An oversized body is still drained (up to a hard cap) before the 413,
+        because a client still uploading would otherwise see a connection reset
+        instead of the error.
+        """
+        drain_cap = self.max_body * DRAIN_FACTOR
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+            if name == b"content-length" and value.isdigit() and int(value) > drain_cap:
                 raise _too_large(self.max_body)
         chunks = []
         size = 0
@@ -112,11 +122,15 @@ class GatewayApp:
                 raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size <= self.max_body:
+                chunks.append(chunk)
+            elif size > drain_cap:
                 raise _too_large(self.max_body)
-            chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                break
+        if size > self.max_body:
+            raise _too_large(self.max_body)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def universal_http(
         self, scope: Scope, route: routes.Route, receive: Receive, send: Send

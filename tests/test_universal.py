@@ -321,8 +321,9 @@ async def test_client_disconnect_cancels_upstream(stack: Stack, autojump_clock) 
 
     # Mid-request: the client gives up while the upstream is still thinking.
     with trio.move_on_after(1):
-        await stack.client.post(stack.universal_url,
-                                json=[step(headers={"x-fake-delay-ms": "60000"})])
+        await stack.client.post(
+            stack.universal_url, json=[step(headers={"x-fake-delay-ms": "60000"})]
+        )
     with trio.fail_after(5):
         while "/v1/chat/completions" not in stack.fake.hangups:
             await trio.sleep(0.01)
