@@ -241,6 +241,7 @@ class FakeUpstream:
         # Targets of requests whose client hung up while the fake was holding
         # them (in a delay or an x-fake-hold): proof that a caller cancelled.
         self.hangups: list[str] = []
+        self._hangup_events: dict[str, trio.Event] = {}
 
     def script(self, match: str, *replies: Reply) -> None:
         """Queue replies for requests whose path contains `match`; each request consumes one; when
@@ -252,6 +253,10 @@ class FakeUpstream:
         if name not in self._gates:
             self._gates[name] = trio.Event()
         return self._gates[name]
+
+    def hangup(self, target: str) -> trio.Event:
+        """Set once a caller hangs up on a held request to `target` (or `hold:NAME`)."""
+        return self._hangup_events.setdefault(target, trio.Event())
 
     def requests_to(self, match: str) -> list[RecordedRequest]:
         """Recorded requests whose target contains `match`."""
@@ -434,6 +439,7 @@ class FakeUpstream:
             nursery.cancel_scope.cancel()
         if hung_up:
             self.hangups.append(target)
+            self.hangup(target).set()
         return hung_up
 
     async def _stream(

@@ -316,8 +316,7 @@ async def test_client_disconnect_cancels_upstream(stack: Stack, autojump_clock) 
     async with stack.client.stream("POST", stack.universal_url, json=body) as response:
         await response.aiter_bytes().__anext__()
     with trio.fail_after(5):
-        while "hold:gone" not in stack.fake.hangups:
-            await trio.sleep(0.01)
+        await stack.fake.hangup("hold:gone").wait()
 
     # Mid-request: the client gives up while the upstream is still thinking.
     with trio.move_on_after(1):
@@ -325,7 +324,6 @@ async def test_client_disconnect_cancels_upstream(stack: Stack, autojump_clock) 
             stack.universal_url, json=[step(headers={"x-fake-delay-ms": "60000"})]
         )
     with trio.fail_after(5):
-        while "/v1/chat/completions" not in stack.fake.hangups:
-            await trio.sleep(0.01)
+        await stack.fake.hangup("/v1/chat/completions").wait()
     # The gateway is still serving.
     assert (await stack.client.post(stack.universal_url, json=[step()])).status_code == 200
