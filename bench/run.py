@@ -22,10 +22,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "post.lua"
@@ -403,19 +405,22 @@ def rss_mb(pid: int) -> float:
 
 @dataclass
 class Report:
+    """Whatever got measured; printed even when a later step failed."""
+
     pinning: str = ""
     c1: tuple[WrkResult, WrkResult] | None = None
     c64: tuple[WrkResult, WrkResult] | None = None
     c64_again: WrkResult | None = None
     streams: tuple[StreamResult, StreamResult] | None = None
-    rss: list[tuple[str, int, float]] | None = None  # (when, requests through gateway, MB)
-    log_on: tuple[WrkResult, WrkResult] | None = None  # c=1, c=64 with the access log on
-    problems: list[str] | None = None
-    gateway_log: str = ""
+    rss: list[tuple[str, int, float]] = field(default_factory=list)  # (when, requests, MB)
+    log_on: tuple[WrkResult, WrkResult] | None = None  # gateway c=1, c=64 with access log on
+    access_lines: int = 0
+    problems: list[str] = field(default_factory=list)
+    logs: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # notable lines, tail
 
 
 class Runner:
-    """Runs the scenarios in order and keeps the gateway's request count for the RSS figures."""
+    """Runs wrk scenarios, collecting errors and the gateway's request count (for RSS)."""
 
     def __init__(self, pin: Pinning, report: Report) -> None:
         self.pin = pin
@@ -427,19 +432,216 @@ class Runner:
         label: str,
         target: Target,
         connections: int,
-        service: Service,
+        gateway: Service,
         warmup: int = WARMUP_S,
         seconds: int = DURATION_S,
     ) -> WrkResult:
-        print(f"  {label}: {warmup} s warm-up + {seconds} s ...", end="", flush=True)
+        print(f"  {label:<22} {warmup} s warm-up + {seconds} s:", end="", flush=True)
         results = [run_wrk(self.pin, target, connections, s) for s in (warmup, seconds)]
+        gateway.check_alive()
         for result in results:
-            service.check_alive()
             if result.error_count:
-                problems = self.report.problems = self.report.problems or []
-                problems.append(f"{label}: wrk errors {result.errors}")
+                self.report.problems.append(f"{label}: wrk errors {result.errors}")
         if target.name == "gateway":
             self.gateway_requests += sum(r.requests for r in results)
         result = results[1]
-        print(f" {result.rps:,.0f} req/s, p50 {result.p50_ms:.3f} ms", flush=True)
+        print(f" {result.rps:9,.0f} req/s  p50 {result.p50_ms:.3f} ms", flush=True)
         return result
+
+
+def run(work: Path, services: list[Service], report: Report) -> None:
+    """The whole benchmark, in the order the report reads."""
+    pin = Pinning()
+    report.pinning = pin.describe()
+    ensure_wrk()
+    fake = start_fake(pin, free_port(), work)
+    services.append(fake)
+    gateway = start_gateway(pin, fake.port, work, access_log=False)
+    services.append(gateway)
+    report.rss.append(("after startup", 0, rss_mb(gateway.proc.pid)))
+    runner = Runner(pin, report)
+    plain = make_targets(fake.port, gateway.port, work, stream=False)
+    for target in plain:
+        sanity_check(target)
+    runner.gateway_requests += 1
+
+    print("a. non-streaming chat completion, c=1 (wrk -t1 -c1)")
+    report.c1 = (
+        runner.wrk("direct", plain[0], 1, gateway),
+        runner.wrk("gateway", plain[1], 1, gateway),
+    )
+    print("b. non-streaming chat completion, c=64 (wrk -t1 -c64)")
+    report.c64 = (
+        runner.wrk("direct", plain[0], 64, gateway),
+        runner.wrk("gateway", plain[1], 64, gateway),
+    )
+    report.rss.append(("after a + b", runner.gateway_requests, rss_mb(gateway.proc.pid)))
+    report.c64_again = runner.wrk("gateway, run 2", plain[1], 64, gateway)
+    report.rss.append(("after c=64 run 2", runner.gateway_requests, rss_mb(gateway.proc.pid)))
+
+    print(f"c. {STREAM_CHUNKS}-chunk stream, {STREAM_N} sequential requests each, alternating")
+    report.streams = measure_streams(*make_targets(fake.port, gateway.port, work, stream=True))
+    gateway.check_alive()
+    gateway.stop()
+
+    print("d. the same through a gateway with the default access log on (shorter runs)")
+    logged = start_gateway(pin, fake.port, work, access_log=True)
+    services.append(logged)
+    target = make_targets(fake.port, logged.port, work, stream=False)[1]
+    sanity_check(target)
+    short = {"warmup": LOG_WARMUP_S, "seconds": LOG_DURATION_S}
+    report.log_on = (
+        runner.wrk("gateway c=1, log on", target, 1, logged, **short),
+        runner.wrk("gateway c=64, log on", target, 64, logged, **short),
+    )
+    report.access_lines = _read(logged.log).count(" gateway.access: ")
+
+
+def collect_logs(services: list[Service], report: Report) -> None:
+    """Keep the gateways' warnings/errors (and a tail for failures) before the temp dir goes."""
+    for service in services:
+        if service.name.startswith("gateway"):
+            lines = _read(service.log).splitlines()
+            notable = [x for x in lines if " INFO " not in x]
+            report.logs[service.name] = (notable, service.tail(20))
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "NOT MET")
+
+
+def print_report(report: Report) -> None:
+    line = "-" * 100
+    print(f"\n{line}\nGateway load benchmark (loopback; fake upstream as provider)\n{line}")
+    print(f"pinning:    {report.pinning or 'n/a'}")
+    print("access log: off (access_log = false) for a-c; section d repeats a/b with it on")
+    print(f"wrk:        -t1, {WARMUP_S} s warm-up then {DURATION_S} s measured, --timeout 5s\n")
+
+    head = f"{'scenario':<26}{'path':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+    print(head)
+    print("-" * len(head))
+
+    def row(scenario: str, path: str, r: WrkResult) -> None:
+        errors = str(r.error_count) if not r.errors else f"{r.errors}"
+        print(
+            f"{scenario:<26}{path:<16}{r.rps:>10,.0f}{r.p50_ms:>10.3f}{r.p99_ms:>10.3f}{errors:>8}"
+        )
+
+    def compare(direct: WrkResult, gateway: WrkResult) -> None:
+        added = gateway.p50_ms - direct.p50_ms
+        print(
+            f"{'':<26}gateway/direct req/s = {gateway.rps / direct.rps:.1%}, "
+            f"added p50 = {added:+.3f} ms, added p99 = {gateway.p99_ms - direct.p99_ms:+.3f} ms"
+        )
+
+    if report.c1:
+        row("a. plain, c=1", "direct", report.c1[0])
+        row("", "gateway", report.c1[1])
+        compare(*report.c1)
+    if report.c64:
+        row("b. plain, c=64", "direct", report.c64[0])
+        row("", "gateway", report.c64[1])
+        if report.c64_again:
+            row("", "gateway, run 2", report.c64_again)
+        compare(*report.c64)
+    if report.log_on and report.c1 and report.c64:
+        row("d. access log ON, c=1", "gateway", report.log_on[0])
+        row("d. access log ON, c=64", "gateway", report.log_on[1])
+        print(
+            f"{'':<26}vs log off: c=1 {report.log_on[0].rps / report.c1[1].rps:.1%} req/s, "
+            f"c=64 {report.log_on[1].rps / report.c64[1].rps:.1%} req/s "
+            f"({report.access_lines:,} access-log lines written)"
+        )
+
+    ttfc_overhead: float | None = None
+    if report.streams:
+        direct, gateway = report.streams
+        print(f"\nc. {STREAM_CHUNKS}-chunk SSE stream, {STREAM_N} requests each (ms)")
+        sub = f"{'path':<16}{'TTFC p50':>10}{'TTFC p99':>10}{'total p50':>11}{'total p99':>11}"
+        print(f"{sub}\n{'-' * len(sub)}")
+        for name, s in (("direct", direct), ("gateway", gateway)):
+            print(
+                f"{name:<16}{pct(s.ttfc_ms, 50):>10.3f}{pct(s.ttfc_ms, 99):>10.3f}"
+                f"{pct(s.total_ms, 50):>11.3f}{pct(s.total_ms, 99):>11.3f}"
+            )
+        ttfc_overhead = pct(gateway.ttfc_ms, 50) - pct(direct.ttfc_ms, 50)
+        total_overhead = pct(gateway.total_ms, 50) - pct(direct.total_ms, 50)
+        print(f"{'overhead':<16}{ttfc_overhead:>+10.3f}{'':>10}{total_overhead:>+11.3f}")
+
+    if report.rss:
+        print("\ngateway memory (VmRSS)")
+        for when, requests, mb in report.rss:
+            print(f"  {when:<20}{requests:>8,} requests through the gateway  {mb:7.1f} MB")
+
+    print(f"\n{'target':<44}{'measured':>16}  {'goal':<22}result")
+    print("-" * 90)
+
+    def target(name: str, value: str, goal: str, ok: bool | None) -> None:
+        print(f"{name:<44}{value:>16}  {goal:<22}{verdict(ok)}")
+
+    if report.c1:
+        added = report.c1[1].p50_ms - report.c1[0].p50_ms
+        target(
+            "added p50 latency, c=1", f"{added:+.3f} ms", f"<= {MAX_ADDED_P50_MS} ms", added <= 1
+        )
+    if report.c64:
+        rps = report.c64[1].rps
+        ok = rps >= MIN_GATEWAY_RPS_C64
+        target("gateway req/s, c=64", f"{rps:,.0f}", f">= {MIN_GATEWAY_RPS_C64:,.0f}", ok)
+    if ttfc_overhead is not None:
+        ok = ttfc_overhead <= MAX_TTFC_OVERHEAD_MS
+        goal = f"<= {MAX_TTFC_OVERHEAD_MS} ms"
+        target("time-to-first-chunk overhead (p50)", f"{ttfc_overhead:+.3f} ms", goal, ok)
+    if len(report.rss) >= 2:
+        _, requests, mb = report.rss[1]
+        ok = mb < MAX_RSS_MB if requests >= MIN_REQUESTS_FOR_RSS else None
+        target(f"RSS after {requests:,} requests", f"{mb:.1f} MB", f"< {MAX_RSS_MB:.0f} MB", ok)
+    if len(report.rss) >= 3:
+        growth = report.rss[2][2] - report.rss[1][2]
+        goal = f"no growth (<= {RSS_GROWTH_TOLERANCE_MB} MB)"
+        ok = growth <= RSS_GROWTH_TOLERANCE_MB
+        target("RSS growth, c=64 run 1 -> run 2", f"{growth:+.1f} MB", goal, ok)
+
+    for name, (notable, tail) in report.logs.items():
+        if notable:
+            print(f"\n{name}: {len(notable)} non-INFO log lines, first ones:")
+            print("\n".join(f"  {x}" for x in notable[:15]))
+        if report.problems:
+            print(f"\n{name}: last log lines:\n{tail}")
+    if report.problems:
+        print("\nFAILED TO RUN CLEANLY:")
+        print("\n".join(f"  - {p}" for p in report.problems))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    report, services = Report(), list[Service]()
+    interrupted = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+            try:
+                run(Path(tmp), services, report)
+            finally:
+                for service in reversed(services):
+                    service.stop()
+                collect_logs(services, report)
+    except BenchError as exc:
+        report.problems.append(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
+    print_report(report)
+    if interrupted:
+        print("\ninterrupted: all started processes were stopped", file=sys.stderr)
+        return 130
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

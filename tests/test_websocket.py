@@ -137,10 +137,8 @@ async def test_concurrent_events_on_one_socket(stack: Stack) -> None:
             message = json.loads(ws.recv(timeout=10))
             event_id = message["metadata"]["eventId"]
             seen.setdefault(event_id, []).append(message)
-            if (
-                message["type"] == "universal.done"
-                or ("response" in message
-                and message["type"] == "universal.created")
+            if message["type"] == "universal.done" or (
+                "response" in message and message["type"] == "universal.created"
             ):
                 finished.append(event_id)
                 if len(finished) == 19:
