@@ -73,7 +73,14 @@ async def _try(
                 return committed
             return Failure("status", response.status), committed
     except UpstreamUnavailable as exc:
-        log.info("step %d attempt %d: %s", plan.index, attempt.number, exc)
+        log.info(
+            "step %d (%s at %s) attempt %d: %s",
+            plan.index,
+            plan.provider,
+            plan.origin.host_header,
+            attempt.number,
+            exc,
+        )
         if response is not None:
             await response.aclose()
         return Failure("network"), None
@@ -85,7 +92,13 @@ async def _try(
     # The deadline passed before the first byte (or first event).
     if response is not None:
         await response.aclose()
-    log.info("step %d attempt %d: no first byte within %.3fs", plan.index, attempt.number, timeout)
+    log.info(
+        "step %d (%s) attempt %d: no first byte within %.3fs",
+        plan.index,
+        plan.provider,
+        attempt.number,
+        timeout,
+    )
     return Failure("timeout"), None
 
 

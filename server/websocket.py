@@ -92,6 +92,12 @@ class WebSocketHandler:
             event_id = prepared.event_id
             committed = await self.universal.run(prepared)
             await _answer(send, committed, prepared)
+            log.info(
+                "universal.create %s %d step=%d",
+                event_id,
+                committed.response.status,
+                committed.plan.index,
+            )
         except GatewayError as exc:
             await send(
                 {
