@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.routes import ID_PATTERN
+from engine.steps import BACKOFFS, MAX_ATTEMPTS, MAX_RETRY_DELAY_MS
 from engine.urls import BaseURL, parse_base_url
 
 MiB = 1024 * 1024
-BACKOFFS = ("constant", "linear", "exponential")
 FALLBACK_ON = ("all_non_2xx", "retryable_only")
 
 
@@ -177,8 +177,8 @@ def _gateway(name: str, value: Any) -> GatewaySettings:
         "token": lambda v: len(v) > 0,
         "cache_ttl": lambda v: 0 <= v <= 2_592_000,
         "request_timeout": lambda v: v >= 0,
-        "retry_max_attempts": lambda v: 1 <= v <= 5,
-        "retry_delay": lambda v: 0 <= v <= 60_000,
+        "retry_max_attempts": lambda v: 1 <= v <= MAX_ATTEMPTS,
+        "retry_delay": lambda v: 0 <= v <= MAX_RETRY_DELAY_MS,
         "retry_backoff": lambda v: v in BACKOFFS,
         "fallback_on": lambda v: v in FALLBACK_ON,
     }

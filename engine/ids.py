@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import random
 import time
 import uuid
+
+# Log ids need uniqueness, not secrecy: a seeded PRNG avoids a getrandom()
+# system call per request.
+_random = random.Random()
 
 
 def uuid7() -> str:
     """A time-ordered UUIDv7 (RFC 9562): 48-bit ms timestamp, then random bits."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _random.getrandbits(80)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76  # version
     value |= (rand >> 68) << 64  # 12 bits rand_a

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
+
+from engine.steps import BACKOFFS, MAX_ATTEMPTS, MAX_RETRY_DELAY_MS, StepConfig
 
 if TYPE_CHECKING:
     from engine.config import GatewaySettings
-    from engine.steps import StepConfig
 
-BACKOFFS = ("constant", "linear", "exponential")
-MAX_ATTEMPTS = 5
-MAX_RETRY_DELAY_MS = 60_000  # §16.6: the late-2026 docs allow up to 60 s
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, *range(500, 600)})
 
 
@@ -85,6 +84,8 @@ def resolve_handling(
 
     Header mappings have lower-cased names.
     """
+    if not step_headers and not request_headers and config == _UNSET:
+        return _gateway_handling(gateway)  # the common case: nothing overrides the gateway
     levels = [
         {
             "request_timeout": config.request_timeout,
@@ -109,6 +110,19 @@ def resolve_handling(
         max_attempts=chosen["max_attempts"] or 1,
         retry_delay=chosen["retry_delay"] or 0,
         backoff=chosen["backoff"] or "constant",
+    )
+
+
+_UNSET = StepConfig()
+
+
+@lru_cache(maxsize=256)
+def _gateway_handling(gateway: GatewaySettings) -> Handling:
+    return Handling(
+        request_timeout=gateway.request_timeout or None,
+        max_attempts=gateway.retry_max_attempts,
+        retry_delay=gateway.retry_delay,
+        backoff=gateway.retry_backoff,
     )
 
 

@@ -13,10 +13,12 @@ from typing import Any
 import orjson
 
 from engine.errors import bad_request
-from engine.retry import BACKOFFS, MAX_ATTEMPTS, MAX_RETRY_DELAY_MS
 
 # §1.2 [CHOICE]: Cloudflare documents no maximum; 20 keeps a request bounded.
 MAX_STEPS = 20
+BACKOFFS = ("constant", "linear", "exponential")
+MAX_ATTEMPTS = 5  # total attempts, first included (§7.2)
+MAX_RETRY_DELAY_MS = 60_000  # §16.6: the late-2026 docs allow up to 60 s
 
 
 @dataclass(frozen=True, slots=True)

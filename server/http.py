@@ -181,17 +181,19 @@ async def _relay(committed: Committed, prepared: Prepared, send: Send) -> str:
     try:
         if committed.is_sse:
             return await _relay_events(committed, send)
-        if committed.prefix:
-            await send({"type": "http.response.body", "body": committed.prefix, "more_body": True})
         try:
-            while chunk := await response.receive_some():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            while True:
+                chunk = await response.receive_some()
+                # The last piece goes with more_body=False: one send fewer per response.
+                more = not response.complete and bool(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    break
         except UpstreamUnavailable as exc:
             # Returning with the body unfinished makes hypercorn close the
             # connection, so the client sees a truncated body, not a clean end.
             log.warning("body from step %d cut after commit: %s", committed.plan.index, exc)
             return " incomplete"
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
         return " failed-all" if committed.failed else ""
     finally:
         with trio.CancelScope(shield=True):
@@ -200,21 +202,21 @@ async def _relay(committed: Committed, prepared: Prepared, send: Send) -> str:
 
 async def _relay_events(committed: Committed, send: Send) -> str:
     relay = Relay()
+    response = committed.response
     chunk = committed.prefix
     try:
-        while True:
+        while not response.complete:
             if out := relay.feed(chunk):
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-            chunk = await committed.response.receive_some()
-            if not chunk:
-                break
+            chunk = await response.receive_some()
+        chunk = relay.feed(chunk)
     except UpstreamUnavailable as exc:
         # Cut after commit: end loudly with an error event, never a quiet end.
         log.warning("stream from step %d cut after commit: %s", committed.plan.index, exc)
         body = error_event("Upstream stream ended unexpectedly", 2005)
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return " incomplete"
-    await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
+    await send({"type": "http.response.body", "body": chunk + relay.finish(), "more_body": False})
     return ""
 
 

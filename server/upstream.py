@@ -92,28 +92,42 @@ class Response:
                 return value
         return None
 
+    @property
+    def complete(self) -> bool:
+        """True once the whole body has been received (the connection is back in the pool)."""
+        return self._done
+
     async def receive_some(self) -> bytes:
-        """The next piece of body; b"" once the body is complete."""
+        """The body bytes that have arrived, waiting only when none have; b"" at the end.
+
+        Everything already buffered is returned at once, so a small body that came
+        with the head is one call, and `complete` tells the caller no more follows.
+        """
         conn = self._conn
         if conn is None:
             return b""
+        parts: list[bytes] = []
         try:
             with _mapped():
-                try:
-                    event = await conn.next_event()
-                except _ClosedBeforeResponse:
-                    raise UpstreamUnavailable("connection closed") from None
+                while True:
+                    event = conn.h11.next_event()
+                    if event is h11.NEED_DATA:
+                        if parts:
+                            break
+                        conn.h11.receive_data(await conn.stream.receive_some(READ_SIZE))
+                    elif type(event) is h11.Data:
+                        parts.append(event.data)
+                    elif type(event) is h11.EndOfMessage:
+                        self._done = True
+                        break
+                    else:
+                        raise UpstreamUnavailable(f"unexpected event {type(event).__name__}")
         except BaseException:
             await self._discard()
             raise
-        if type(event) is h11.Data:
-            return bytes(event.data)
-        if type(event) is h11.EndOfMessage:
-            self._done = True
+        if self._done:
             await self.aclose()
-            return b""
-        await self._discard()
-        raise UpstreamUnavailable(f"unexpected event {type(event).__name__}")
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
     async def read_all(self, limit: int) -> bytes:
         body = bytearray()
