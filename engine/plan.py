@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 
 import orjson
@@ -11,7 +12,7 @@ from engine.config import GatewaySettings
 from engine.errors import INVALID_PROVIDER, GatewayError
 from engine.provider import ProviderSpec
 from engine.retry import Handling, resolve_handling
-from engine.steps import Step
+from engine.steps import Step, StepConfig
 from engine.urls import BaseURL, Origin, check_endpoint, upstream_target
 
 # Never forwarded upstream: hop-by-hop headers, ones the client library sets
@@ -74,10 +75,7 @@ def plan_step(
     request_cf: Mapping[str, str],
     gateway: GatewaySettings,
 ) -> StepPlan:
-    resolved = resolve(step.provider)
-    if resolved is None:
-        raise GatewayError(400, INVALID_PROVIDER, f"Invalid provider: {step.provider!r}")
-    spec, base = resolved
+    spec, base = _resolve(resolve, step.provider)
     path, query = check_endpoint(step.endpoint)
     if step.query is None and not step.has_query:
         body = b""
@@ -90,7 +88,7 @@ def plan_step(
         headers.append((b"content-type", b"application/json"))
     return StepPlan(
         index=index,
-        provider=spec.slug if not step.provider.startswith("custom-") else step.provider,
+        provider=spec.slug,
         model=spec.model(step.endpoint, step.query),
         origin=base.origin,
         method=b"POST",
@@ -99,3 +97,50 @@ def plan_step(
         body=body,
         handling=resolve_handling(step.config, cf_headers(step.headers), request_cf, gateway),
     )
+
+
+# Bodies larger than this are passed through without looking for their `model`.
+MODEL_SNIFF_LIMIT = 256 * 1024
+
+
+def plan_passthrough(
+    provider: str,
+    path: str,
+    query: str,
+    method: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    resolve: Resolver,
+    account_id: str,
+    request_cf: Mapping[str, str],
+    gateway: GatewaySettings,
+) -> StepPlan:
+    """A provider-native request (§2): method, path, query and body go upstream as sent."""
+    spec, base = _resolve(resolve, provider)
+    path, _ = check_endpoint(path)
+    document = None
+    if not spec.model_in_endpoint and body[:1] == b"{" and len(body) <= MODEL_SNIFF_LIMIT:
+        with suppress(orjson.JSONDecodeError):
+            document = orjson.loads(body)
+    return StepPlan(
+        index=0,
+        provider=spec.slug,
+        model=spec.model(path, document),
+        origin=base.origin,
+        method=method.encode("ascii"),
+        target=upstream_target(base, spec.route(path), query, account_id),
+        headers=upstream_headers(headers),
+        body=body,
+        handling=resolve_handling(_NO_CONFIG, {}, request_cf, gateway),
+    )
+
+
+_NO_CONFIG = StepConfig()
+
+
+def _resolve(resolve: Resolver, provider: str) -> tuple[ProviderSpec, BaseURL]:
+    resolved = resolve(provider)
+    if resolved is None:
+        raise GatewayError(400, INVALID_PROVIDER, f"Invalid provider: {provider!r}")
+    return resolved

@@ -33,6 +33,8 @@ log = logging.getLogger("gateway")
 access = logging.getLogger("gateway.access")
 
 _JSON = [(b"content-type", b"application/json")]
+# Gateway surfaces that exist in Cloudflare but not here yet (answered 404 / 2008).
+NOT_SERVED_YET = frozenset({"compat", "run"})
 # An oversized body is read and dropped up to this multiple of the limit, so the
 # client gets its 413; beyond it the connection is simply closed.
 DRAIN_FACTOR = 4
@@ -71,20 +73,23 @@ class GatewayApp:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status, step, note = 500, "-", ""
+        # The raw path keeps percent-escapes as the client sent them, for upstream.
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else scope["path"]
         try:
-            route = routes.match(scope["path"])
+            route = routes.match(path)
             if route is None:
-                raise GatewayError(404, INVALID_PROVIDER, f"No route for {scope['path']}")
+                raise GatewayError(404, INVALID_PROVIDER, f"No route for {path}")
             if route.kind == "health":
                 status = await _json(send, 200, {"status": "ok"})
             elif route.kind == "universal":
                 if scope["method"] != "POST":
                     raise GatewayError(405, 2019, "The Universal Endpoint accepts POST only")
-                status, step, note = await self.universal_http(scope, route, receive, send)
+                status, step, note = await self.gateway_http(scope, route, receive, send)
+            elif route.provider in NOT_SERVED_YET:
+                raise GatewayError(404, INVALID_PROVIDER, f"/{route.provider} is not served yet")
             else:
-                raise GatewayError(
-                    404, INVALID_PROVIDER, f"Provider endpoint {route.provider!r} is not served yet"
-                )
+                status, step, note = await self.gateway_http(scope, route, receive, send)
         except GatewayError as exc:
             status = await _error(send, exc)
         except ClientGone:
@@ -96,7 +101,7 @@ class GatewayApp:
             access.info(
                 "%s %s %d step=%s %.1fms%s",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 step,
                 (time.perf_counter() - start) * 1000,
@@ -132,9 +137,10 @@ class GatewayApp:
             raise _too_large(self.max_body)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def universal_http(
+    async def gateway_http(
         self, scope: Scope, route: routes.Route, receive: Receive, send: Send
     ) -> tuple[int, str, str]:
+        """A Universal or provider-native request: plan it, run it, relay the answer."""
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
@@ -142,8 +148,22 @@ class GatewayApp:
         gateway = self.config.gateway(route.gateway_id)
         self.universal.authorize(gateway, request_cf.get("cf-aig-authorization"))
         body = await self._read_body(scope, receive)
-        steps = parse_body(body)
-        prepared = self.universal.prepare(route.account_id, gateway, steps, request_cf)
+        if route.kind == "universal":
+            steps = parse_body(body)
+            prepared = self.universal.prepare(route.account_id, gateway, steps, request_cf)
+        else:
+            prepared = self.universal.prepare_passthrough(
+                route.account_id,
+                gateway,
+                route.provider,
+                route.rest,
+                scope["query_string"].decode("latin-1"),
+                scope["method"],
+                headers,
+                body,
+                request_cf,
+            )
+        last = str(len(prepared.plans) - 1)
         # What was answered, for the access log; set before sending, because the
         # disconnect that follows a finished response may cancel the last send.
         result = [499, "-", " client gone"]
@@ -153,8 +173,8 @@ class GatewayApp:
             try:
                 committed = await self.universal.run(prepared)
             except GatewayError as exc:
-                result = [exc.status, str(len(steps) - 1), ""]
-                await _error(send, exc, gateway_headers(prepared, len(steps) - 1, None))
+                result = [exc.status, last, ""]
+                await _error(send, exc, gateway_headers(prepared, int(last), None))
             else:
                 result = [committed.response.status, str(committed.plan.index), ""]
                 result[2] = await _relay(committed, prepared, send)

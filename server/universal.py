@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from engine.config import Config, GatewaySettings
 from engine.errors import UNAUTHORIZED, GatewayError
 from engine.ids import uuid7
-from engine.plan import StepPlan, plan_step
+from engine.plan import StepPlan, plan_passthrough, plan_step
 from engine.retry import Schedule
 from engine.steps import Step
 from providers import Registry
@@ -69,6 +69,7 @@ class Universal:
         request_cf: Mapping[str, str],
         event_id: str | None = None,
     ) -> Prepared:
+        """Plan a Universal request: every step, in order."""
         plans = [
             plan_step(
                 step,
@@ -80,11 +81,41 @@ class Universal:
             )
             for index, step in enumerate(steps)
         ]
+        return self._prepared(plans, gateway, event_id or request_cf.get("cf-aig-event-id"))
+
+    def prepare_passthrough(
+        self,
+        account_id: str,
+        gateway: GatewaySettings,
+        provider: str,
+        path: str,
+        query: str,
+        method: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request_cf: Mapping[str, str],
+    ) -> Prepared:
+        """Plan a provider-native request: one step, the request's own retry settings."""
+        plan = plan_passthrough(
+            provider,
+            path,
+            query,
+            method,
+            headers,
+            body,
+            resolve=self.registry.resolve,
+            account_id=account_id,
+            request_cf=request_cf,
+            gateway=gateway,
+        )
+        return self._prepared([plan], gateway, request_cf.get("cf-aig-event-id"))
+
+    def _prepared(
+        self, plans: list[StepPlan], gateway: GatewaySettings, event_id: str | None
+    ) -> Prepared:
         log_id = uuid7()
         schedule = Schedule([plan.handling for plan in plans], gateway.fallback_on)
-        return Prepared(
-            plans, schedule, log_id, event_id or request_cf.get("cf-aig-event-id") or log_id
-        )
+        return Prepared(plans, schedule, log_id, event_id or log_id)
 
     async def run(self, prepared: Prepared) -> Committed:
         return await execute(
