@@ -241,6 +241,7 @@ class FakeUpstream:
         # Targets of requests whose client hung up while the fake was holding
         # them (in a delay or an x-fake-hold): proof that a caller cancelled.
         self.hangups: list[str] = []
+        self.connections = 0  # connections accepted, to observe keep-alive reuse
         self._hangup_events: dict[str, trio.Event] = {}
 
     def script(self, match: str, *replies: Reply) -> None:
@@ -286,6 +287,7 @@ class FakeUpstream:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         """Read requests off one keep-alive connection until it closes or a reply ends it."""
+        self.connections += 1
         buf = bytearray()
         try:
             while True:
@@ -330,6 +332,8 @@ class FakeUpstream:
                 keep = "close" not in conn if http11 else "keep-alive" in conn
                 if not await self._respond(stream, method, target, headers, body, keep, fake):
                     return
+                if headers.get("x-fake-close", "").lower() in TRUTHY:
+                    return  # a server closing an idle keep-alive connection after the reply
         except _BadRequest as exc:
             with suppress(*BROKEN):
                 await stream.send_all(exc.response)
