@@ -195,3 +195,17 @@ async def test_bad_frames_keep_the_socket_open(stack: Stack) -> None:
     assert [e["error"]["error"][0]["code"] for e in errors] == [2019, 2019, 2019, 2008]
     assert errors[2]["metadata"]["eventId"] == "x"
     assert ok["type"] == "universal.created"
+
+
+async def test_stream_cut_after_commit_is_an_error_message(stack: Stack) -> None:
+    def client(ws: ClientConnection) -> list[dict[str, Any]]:
+        create = seed_create("cut", stream=True)
+        create["request"]["headers"]["x-fake-cut-after"] = "2"
+        ws.send(json.dumps(create))
+        return until_done(ws, "cut")
+
+    created, *streamed, error = await talk(stack.ws_url, client)
+    assert created["type"] == "universal.created"
+    assert [m["response"] for m in streamed] == [{"response": "tok0 "}, {"response": "tok1 "}]
+    assert error["type"] == "universal.error"
+    assert error["error"]["error"][0]["message"] == "Upstream stream ended unexpectedly"
