@@ -66,16 +66,30 @@ def upstream_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def plan_step(
-    step: Step,
-    index: int,
-    *,
-    resolve: Resolver,
-    account_id: str,
-    request_cf: Mapping[str, str],
-    gateway: GatewaySettings,
-) -> StepPlan:
-    spec, base = _resolve(resolve, step.provider)
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every step of one request is planned against."""
+
+    resolve: Resolver
+    account_id: str
+    request_cf: Mapping[str, str]  # the request's own cf-aig-* headers, lower-cased
+    gateway: GatewaySettings
+
+
+@dataclass(frozen=True, slots=True)
+class NativeRequest:
+    """A provider-native request (§2) as the client sent it, below `/{provider}/`."""
+
+    provider: str
+    path: str
+    query: str
+    method: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def plan_step(step: Step, index: int, ctx: Context) -> StepPlan:
+    spec, base = _resolve(ctx.resolve, step.provider)
     path, query = check_endpoint(step.endpoint)
     if step.query is None and not step.has_query:
         body = b""
@@ -86,39 +100,30 @@ def plan_step(
     headers = upstream_headers(step.headers)
     if body and not any(name == b"content-type" for name, _ in headers):
         headers.append((b"content-type", b"application/json"))
+    step_cf = cf_headers(step.headers)
     return StepPlan(
         index=index,
         provider=spec.slug,
         model=spec.model(step.endpoint, step.query),
         origin=base.origin,
         method=b"POST",
-        target=upstream_target(base, spec.route(path), query, account_id),
+        target=upstream_target(base, spec.route(path), query, ctx.account_id),
         headers=headers,
         body=body,
-        handling=resolve_handling(step.config, cf_headers(step.headers), request_cf, gateway),
+        handling=resolve_handling(step.config, step_cf, ctx.request_cf, ctx.gateway),
     )
 
 
 # Bodies larger than this are passed through without looking for their `model`.
 MODEL_SNIFF_LIMIT = 256 * 1024
+_NO_CONFIG = StepConfig()
 
 
-def plan_passthrough(
-    provider: str,
-    path: str,
-    query: str,
-    method: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    resolve: Resolver,
-    account_id: str,
-    request_cf: Mapping[str, str],
-    gateway: GatewaySettings,
-) -> StepPlan:
-    """A provider-native request (§2): method, path, query and body go upstream as sent."""
-    spec, base = _resolve(resolve, provider)
-    path, _ = check_endpoint(path)
+def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
+    """Method, path, query and body go upstream as sent; retries come from the request."""
+    spec, base = _resolve(ctx.resolve, request.provider)
+    path, _ = check_endpoint(request.path)
+    body = request.body
     document = None
     if not spec.model_in_endpoint and body[:1] == b"{" and len(body) <= MODEL_SNIFF_LIMIT:
         with suppress(orjson.JSONDecodeError):
@@ -128,15 +133,12 @@ def plan_passthrough(
         provider=spec.slug,
         model=spec.model(path, document),
         origin=base.origin,
-        method=method.encode("ascii"),
-        target=upstream_target(base, spec.route(path), query, account_id),
-        headers=upstream_headers(headers),
+        method=request.method.encode("ascii"),
+        target=upstream_target(base, spec.route(path), request.query, ctx.account_id),
+        headers=upstream_headers(request.headers),
         body=body,
-        handling=resolve_handling(_NO_CONFIG, {}, request_cf, gateway),
+        handling=resolve_handling(_NO_CONFIG, {}, ctx.request_cf, ctx.gateway),
     )
-
-
-_NO_CONFIG = StepConfig()
 
 
 def _resolve(resolve: Resolver, provider: str) -> tuple[ProviderSpec, BaseURL]:

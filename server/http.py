@@ -18,7 +18,7 @@ import trio
 
 from engine import routes
 from engine.errors import INVALID_PROVIDER, GatewayError
-from engine.plan import cf_headers
+from engine.plan import NativeRequest, cf_headers
 from engine.sse import Relay, error_event
 from engine.steps import parse_body
 from server.executor import Committed
@@ -148,21 +148,15 @@ class GatewayApp:
         gateway = self.config.gateway(route.gateway_id)
         self.universal.authorize(gateway, request_cf.get("cf-aig-authorization"))
         body = await self._read_body(scope, receive)
+        ctx = self.universal.context(route.account_id, gateway, request_cf)
         if route.kind == "universal":
-            steps = parse_body(body)
-            prepared = self.universal.prepare(route.account_id, gateway, steps, request_cf)
+            prepared = self.universal.prepare(ctx, parse_body(body))
         else:
-            prepared = self.universal.prepare_passthrough(
-                route.account_id,
-                gateway,
-                route.provider,
-                route.rest,
-                scope["query_string"].decode("latin-1"),
-                scope["method"],
-                headers,
-                body,
-                request_cf,
+            query = scope["query_string"].decode("latin-1")
+            native = NativeRequest(
+                route.provider, route.rest, query, scope["method"], headers, body
             )
+            prepared = self.universal.prepare_native(ctx, native)
         last = str(len(prepared.plans) - 1)
         # What was answered, for the access log; set before sending, because the
         # disconnect that follows a finished response may cancel the last send.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from engine.config import Config, GatewaySettings
 from engine.errors import UNAUTHORIZED, GatewayError
 from engine.ids import uuid7
-from engine.plan import StepPlan, plan_passthrough, plan_step
+from engine.plan import Context, NativeRequest, StepPlan, plan_native, plan_step
 from engine.retry import Schedule
 from engine.steps import Step
 from providers import Registry
@@ -61,61 +61,25 @@ class Universal:
         if not hmac.compare_digest(presented.encode(), gateway.token.encode()):
             raise GatewayError(401, UNAUTHORIZED)
 
-    def prepare(
-        self,
-        account_id: str,
-        gateway: GatewaySettings,
-        steps: list[Step],
-        request_cf: Mapping[str, str],
-        event_id: str | None = None,
-    ) -> Prepared:
+    def context(
+        self, account_id: str, gateway: GatewaySettings, request_cf: Mapping[str, str]
+    ) -> Context:
+        return Context(self.registry.resolve, account_id, request_cf, gateway)
+
+    def prepare(self, ctx: Context, steps: list[Step], event_id: str | None = None) -> Prepared:
         """Plan a Universal request: every step, in order."""
-        plans = [
-            plan_step(
-                step,
-                index,
-                resolve=self.registry.resolve,
-                account_id=account_id,
-                request_cf=request_cf,
-                gateway=gateway,
-            )
-            for index, step in enumerate(steps)
-        ]
-        return self._prepared(plans, gateway, event_id or request_cf.get("cf-aig-event-id"))
+        plans = [plan_step(step, index, ctx) for index, step in enumerate(steps)]
+        return self._prepared(plans, ctx, event_id)
 
-    def prepare_passthrough(
-        self,
-        account_id: str,
-        gateway: GatewaySettings,
-        provider: str,
-        path: str,
-        query: str,
-        method: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request_cf: Mapping[str, str],
-    ) -> Prepared:
+    def prepare_native(self, ctx: Context, request: NativeRequest) -> Prepared:
         """Plan a provider-native request: one step, the request's own retry settings."""
-        plan = plan_passthrough(
-            provider,
-            path,
-            query,
-            method,
-            headers,
-            body,
-            resolve=self.registry.resolve,
-            account_id=account_id,
-            request_cf=request_cf,
-            gateway=gateway,
-        )
-        return self._prepared([plan], gateway, request_cf.get("cf-aig-event-id"))
+        return self._prepared([plan_native(request, ctx)], ctx, None)
 
-    def _prepared(
-        self, plans: list[StepPlan], gateway: GatewaySettings, event_id: str | None
-    ) -> Prepared:
+    def _prepared(self, plans: list[StepPlan], ctx: Context, event_id: str | None) -> Prepared:
         log_id = uuid7()
-        schedule = Schedule([plan.handling for plan in plans], gateway.fallback_on)
-        return Prepared(plans, schedule, log_id, event_id or log_id)
+        schedule = Schedule([plan.handling for plan in plans], ctx.gateway.fallback_on)
+        event_id = event_id or ctx.request_cf.get("cf-aig-event-id") or log_id
+        return Prepared(plans, schedule, log_id, event_id)
 
     async def run(self, prepared: Prepared) -> Committed:
         return await execute(

@@ -86,9 +86,8 @@ class WebSocketHandler:
             body = frame["request"]
             event_id = _event_id(body)
             steps = parse_steps(body)
-            prepared = self.universal.prepare(
-                route.account_id, gateway, steps, request_cf, event_id
-            )
+            ctx = self.universal.context(route.account_id, gateway, request_cf)
+            prepared = self.universal.prepare(ctx, steps, event_id)
             event_id = prepared.event_id
             committed = await self.universal.run(prepared)
             await _answer(send, committed, prepared)

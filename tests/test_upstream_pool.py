@@ -22,8 +22,13 @@ async def fake(nursery: trio.Nursery) -> FakeUpstream:
 
 async def call(pool: ConnectionPool, fake: FakeUpstream, *headers: tuple[bytes, bytes]) -> bytes:
     origin = Origin("http", "127.0.0.1", fake.port)
-    response = await pool.request(origin, b"POST", b"/v1/chat/completions",
-                                  [(b"content-type", b"application/json"), *headers], BODY)
+    response = await pool.request(
+        origin,
+        b"POST",
+        b"/v1/chat/completions",
+        [(b"content-type", b"application/json"), *headers],
+        BODY,
+    )
     assert response.status == 200
     return await response.read_all(1 << 20)
 
@@ -51,8 +56,9 @@ async def test_cancelled_exchange_never_reuses_its_connection(fake: FakeUpstream
     pool = ConnectionPool()
     origin = Origin("http", "127.0.0.1", fake.port)
     with trio.move_on_after(0.2):
-        await pool.request(origin, b"POST", b"/v1/chat/completions",
-                           [(b"x-fake-delay-ms", b"5000")], BODY)
+        await pool.request(
+            origin, b"POST", b"/v1/chat/completions", [(b"x-fake-delay-ms", b"5000")], BODY
+        )
     assert pool.idle_count(origin) == 0
     response = await pool.request(origin, b"POST", b"/v1/chat/completions", [], BODY)
     # A half-read response is closed, not pooled.
