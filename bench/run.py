@@ -182,6 +182,19 @@ def start_gateway(pin: Pinning, fake_port: int, work: Path, access_log: bool) ->
     )
 
 
+def start_static(pin: Pinning, work: Path) -> Service:
+    """hypercorn alone with a static app, pinned where the gateway runs."""
+    port = free_port()
+    cmd = [*pin.prefix(1), sys.executable, "bench/static_app.py", str(port)]
+    return start(
+        "hypercorn alone",
+        cmd,
+        work / "static.log",
+        port,
+        lambda: _get_status(port, "/healthz") == 200,
+    )
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -466,6 +479,7 @@ class Report:
     streams: tuple[StreamResult, StreamResult] | None = None
     rss: list[tuple[str, int, float]] = field(default_factory=list)  # (when, requests, MB)
     log_on: tuple[WrkResult, WrkResult] | None = None  # gateway c=1, c=64 with access log on
+    ceiling: tuple[WrkResult, WrkResult] | None = None  # hypercorn alone, c=1 and c=64
     access_lines: int = 0
     problems: list[str] = field(default_factory=list)
     logs: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # notable lines, tail
@@ -484,13 +498,13 @@ class Runner:
         label: str,
         target: Target,
         connections: int,
-        gateway: Service,
+        server: Service,
         warmup: int = WARMUP_S,
         seconds: int = DURATION_S,
     ) -> WrkResult:
         print(f"  {label:<22} {warmup} s warm-up + {seconds} s:", end="", flush=True)
         results = [run_wrk(self.pin, target, connections, s) for s in (warmup, seconds)]
-        gateway.check_alive()
+        server.check_alive()
         for result in results:
             if result.error_count:
                 self.report.problems.append(f"{label}: wrk errors {result.errors}")
@@ -559,6 +573,24 @@ def run(work: Path, services: list[Service], report: Report) -> None:
         runner.wrk("gateway c=64, log on", target, 64, logged, **short),
     )
     report.access_lines = _read(logged.log).count(" gateway.access: ")
+    logged.stop()
+
+    print("e. hypercorn alone: a static ASGI app on the gateway's CPU (the server's ceiling)")
+    static = start_static(pin, work)
+    services.append(static)
+    ceiling = Target(
+        "hypercorn",
+        static.port,
+        static.proc.pid,
+        GATEWAY_PATH,
+        target.body,
+        target.headers,
+        target.body_file,
+    )
+    report.ceiling = (
+        runner.wrk("hypercorn alone, c=1", ceiling, 1, static),
+        runner.wrk("hypercorn alone, c=64", ceiling, 64, static),
+    )
 
 
 def collect_logs(services: list[Service], report: Report) -> None:
@@ -626,6 +658,18 @@ def print_report(report: Report) -> None:
             f"{'':<26}vs log off: c=1 {report.log_on[0].rps / report.c1[1].rps:.1%} req/s, "
             f"c=64 {report.log_on[1].rps / report.c64[1].rps:.1%} req/s "
             f"({report.access_lines:,} access-log lines written)"
+        )
+
+    if report.ceiling and report.c1 and report.c64:
+        row("e. hypercorn alone, c=1", "static app", report.ceiling[0])
+        row("e. hypercorn alone,c=64", "static app", report.ceiling[1])
+        proxy = [
+            g.cpu_us_per_request - h.cpu_us_per_request
+            for g, h in ((report.c1[1], report.ceiling[0]), (report.c64[1], report.ceiling[1]))
+        ]
+        print(
+            f"{'':<26}the proxy path's own CPU per request (gateway - hypercorn alone): "
+            f"c=1 {proxy[0]:.0f} us, c=64 {proxy[1]:.0f} us"
         )
 
     ttfc_overhead: float | None = None

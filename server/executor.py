@@ -16,7 +16,7 @@ import trio
 from engine.errors import PROVIDER_FAILED, GatewayError
 from engine.plan import StepPlan
 from engine.retry import Attempt, Failure, Schedule
-from engine.sse import first_event_end, is_error_event, parse_event
+from engine.sse import MAX_HELD, first_event_end, is_error_event, parse_event
 from server.upstream import ConnectionPool, Response, UpstreamUnavailable
 
 log = logging.getLogger("gateway.executor")
@@ -40,13 +40,19 @@ def is_event_stream(response: Response) -> bool:
 
 
 async def _first_event(response: Response) -> tuple[bytes, bool]:
-    """Read until the first SSE event is complete; returns (bytes read, is error)."""
+    """Read until the first SSE event is complete; returns (bytes read, is error).
+
+    A first event longer than MAX_HELD is not waited for: the stream commits
+    as it is rather than being buffered.
+    """
     buf = bytearray()
     while (end := first_event_end(buf)) == -1:
         chunk = await response.receive_some()
         if not chunk:
             return bytes(buf), False
         buf += chunk
+        if len(buf) > MAX_HELD:
+            return bytes(buf), False
     event = parse_event(bytes(buf[:end]))
     return bytes(buf), event is not None and is_error_event(event)
 

@@ -39,6 +39,8 @@ def _mapped() -> Iterator[None]:
         raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
     except h11.ProtocolError as exc:
         raise UpstreamUnavailable(f"protocol error: {exc}") from None
+    except trio.TooSlowError:
+        raise UpstreamUnavailable("connect timed out") from None
 
 
 class Connection:
