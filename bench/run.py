@@ -5,7 +5,7 @@ Every scenario runs DIRECT (client -> fake upstream) and THROUGH the gateway (cl
 cost on this machine rather than a number that only means something on the author's laptop.
 The gateway gets CPU 1 to itself; the fake upstream, wrk and the stream client share CPU 0.
 
-    .venv/bin/python bench/run.py        (what `make bench` runs; about 65 s)
+    .venv/bin/python bench/run.py        (what `make bench` runs; about 90 s)
 
 It is a report, not a test: missed targets still exit 0. It exits 1 only when something failed
 to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-C.
@@ -13,456 +13,54 @@ to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
-LUA = Path(__file__).resolve().parent / "post.lua"
-HOST = "127.0.0.1"
-UPSTREAM_PATH = "/v1/chat/completions"
-GATEWAY_PATH = "/v1/bench-account/bench-gateway"
-
-WARMUP_S, DURATION_S = 2, 8
-LOG_WARMUP_S, LOG_DURATION_S = 1, 4  # the shorter access-log-on comparison
-STREAM_WARMUP, STREAM_N, STREAM_CHUNKS = 20, 200, 20
-MIN_REQUESTS_FOR_RSS, MAX_TOP_UP_S = 20_000, 20
-
-BUSY_SAMPLE_S, BUSY_WARNING = 0.5, 0.10  # other work on the CPUs makes the numbers noisy
-MAX_ADDED_P50_MS = 1.0
-MIN_GATEWAY_RPS_C64 = 1500.0
-MAX_TTFC_OVERHEAD_MS = 1.0
-MAX_RSS_MB = 80.0
-# VmRSS moves by a few pages with allocator noise; more than this between runs counts as growth.
-RSS_GROWTH_TOLERANCE_MB = 1.0
-
-AUTH = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
-QUERY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class BenchError(Exception):
-    """Something failed to run: the report is incomplete and the exit status non-zero."""
-
-
-# --- set-up -------------------------------------------------------------------------------------
-
-
-def ensure_wrk() -> str:
-    """wrk drives the throughput scenarios; install it from apt when missing."""
-    if found := shutil.which("wrk"):
-        return found
-    if not shutil.which("apt-get"):
-        raise BenchError("wrk is not installed and there is no apt-get: install wrk, run again")
-    print("wrk not found: installing it with apt-get", flush=True)
-    install = ["apt-get", "install", "-y", "-q", "wrk"]
-    done = subprocess.run(install, capture_output=True, text=True, check=False)
-    if done.returncode != 0:  # a fresh image has no package lists yet
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
-        done = subprocess.run(install, capture_output=True, text=True, check=False)
-    if found := shutil.which("wrk"):
-        return found
-    raise BenchError(
-        "wrk is not installed and `apt-get install -y wrk` failed:\n"
-        f"{done.stdout[-2000:]}{done.stderr[-2000:]}\n"
-        "install wrk (https://github.com/wg/wrk) and run again"
-    )
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Pinning:
-    """taskset prefixes: gateway on CPU 1, everything else on CPU 0, so they don't compete."""
-
-    def __init__(self) -> None:
-        cpus = os.sched_getaffinity(0)
-        self.enabled = bool(shutil.which("taskset")) and {0, 1} <= cpus
-        if not self.enabled:
-            self.why_not = "taskset missing" if not shutil.which("taskset") else f"CPUs {cpus}"
-        else:
-            self.why_not = ""
-            os.sched_setaffinity(0, {0})  # this process runs the stream client
-
-    def prefix(self, cpu: int) -> list[str]:
-        return ["taskset", "-c", str(cpu)] if self.enabled else []
-
-    def describe(self) -> str:
-        if self.enabled:
-            return "gateway on CPU 1; fake upstream, wrk and the stream client on CPU 0"
-        return f"UNPINNED ({self.why_not}): all processes share all CPUs"
-
-
-@dataclass
-class Service:
-    """A child process we started; its stdout+stderr go to `log` so nothing blocks on a pipe."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    port: int
-
-    def check_alive(self) -> None:
-        if (rc := self.proc.poll()) is not None:
-            raise BenchError(f"{self.name} exited with status {rc}:\n{self.tail()}")
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:]) or "(no output)"
-
-    def stop(self) -> None:
-        """SIGTERM by PID, then SIGKILL if it will not go."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
-def start(name: str, cmd: list[str], log: Path, port: int, ready: Callable[[], bool]) -> Service:
-    """Start `cmd` from the project root and wait until `ready()` (at most 20 s)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    service = Service(name, proc, log, port)
-    deadline = time.monotonic() + 20
-    try:
-        while not ready():
-            service.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{name} not ready after 20 s:\n{service.tail()}")
-            time.sleep(0.05)
-    except BaseException:  # not yet in the caller's list of services: stop it here (Ctrl-C too)
-        service.stop()
-        raise
-    return service
-
-
-def start_fake(pin: Pinning, port: int, work: Path) -> Service:
-    log = work / "fake_upstream.log"
-    cmd = [*pin.prefix(0), sys.executable, "-m", "server.fake_upstream", "--port", str(port)]
-    return start("fake upstream", cmd, log, port, lambda: "listening on" in _read(log))
-
-
-def start_gateway(pin: Pinning, fake_port: int, work: Path, access_log: bool) -> Service:
-    http_port, tag = free_port(), "on" if access_log else "off"
-    config = work / f"gateway-log-{tag}.toml"
-    config.write_text(
-        "[server]\n"
-        f"access_log = {'true' if access_log else 'false'}\n"
-        f'data_dir = "{work / "data"}"\n'
-        "grace_period = 2\n"
-        "[providers.openai]\n"
-        f'base_url = "http://{HOST}:{fake_port}/v1"\n'
-    )
-    cmd = [*pin.prefix(1), sys.executable, "gateway.py", "--config", str(config)]
-    cmd += ["--host", HOST, "--port", str(http_port), "--ws-port", str(free_port())]
-    return start(
-        f"gateway (access_log={tag})",
-        cmd,
-        work / f"gateway-log-{tag}.log",
-        http_port,
-        lambda: _get_status(http_port, "/healthz") == 200,
-    )
-
-
-def start_static(pin: Pinning, work: Path) -> Service:
-    """hypercorn alone with a static app, pinned where the gateway runs."""
-    port = free_port()
-    cmd = [*pin.prefix(1), sys.executable, "bench/static_app.py", str(port)]
-    return start(
-        "hypercorn alone",
-        cmd,
-        work / "static.log",
-        port,
-        lambda: _get_status(port, "/healthz") == 200,
-    )
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _get_status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection(HOST, port, timeout=1)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    except OSError:
-        return 0
-    finally:
-        conn.close()
-
-
-# --- targets ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """One request to repeat: where to send it, with which body and headers."""
-
-    name: str
-    port: int
-    pid: int  # the server process wrk talks to, for its CPU time
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    body_file: Path
-
-
-def make_targets(
-    fake: Service, gateway: Service, work: Path, stream: bool
-) -> tuple[Target, Target]:
-    """The same chat completion, direct and wrapped in a one-step Universal body."""
-    query = {**QUERY, "stream": True} if stream else QUERY
-    headers = {**AUTH, "x-fake-chunks": str(STREAM_CHUNKS)} if stream else AUTH
-    step = {
-        "provider": "openai",
-        "endpoint": "chat/completions",
-        "headers": headers,
-        "query": query,
-    }
-    kind = "stream" if stream else "plain"
-    direct_body, gateway_body = json.dumps(query).encode(), json.dumps([step]).encode()
-    (direct_file := work / f"direct-{kind}.json").write_bytes(direct_body)
-    (gateway_file := work / f"gateway-{kind}.json").write_bytes(gateway_body)
-    direct = Target(
-        "direct", fake.port, fake.proc.pid, UPSTREAM_PATH, direct_body, headers, direct_file
-    )
-    through = Target(
-        "gateway",
-        gateway.port,
-        gateway.proc.pid,
-        GATEWAY_PATH,
-        gateway_body,
-        {"Content-Type": "application/json"},
-        gateway_file,
-    )
-    return direct, through
-
-
-def sanity_check(target: Target) -> None:
-    """One request before any load, so a broken route fails loudly instead of as 0 req/s."""
-    conn = http.client.HTTPConnection(HOST, target.port, timeout=10)
-    try:
-        conn.request("POST", target.path, body=target.body, headers=target.headers)
-        response = conn.getresponse()
-        body = response.read()
-    except OSError as exc:
-        raise BenchError(f"{target.name}: sanity request failed: {exc}") from None
-    finally:
-        conn.close()
-    if response.status != 200 or b'"chat.completion"' not in body:
-        raise BenchError(f"{target.name}: sanity request got {response.status}: {body[:500]!r}")
-
-
-# --- wrk ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    errors: dict[str, int]
-    p50_ms: float
-    p99_ms: float
-    cpu_seconds: float  # CPU time the target server process used during the run
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def cpu_share(self) -> float:
-        """Of one core: ~1.0 means the server process is the bottleneck."""
-        return self.cpu_seconds / self.seconds
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return self.cpu_seconds / max(self.requests, 1) * 1e6
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-
-def run_wrk(pin: Pinning, target: Target, connections: int, seconds: int) -> WrkResult:
-    """One bounded wrk run (-t1: wrk shares CPU 0 with the fake, one thread is all it gets)."""
-    url = f"http://{HOST}:{target.port}{target.path}"
-    cmd = [*pin.prefix(0), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
-    cmd += ["-s", str(LUA), url]
-    env = {
-        **os.environ,
-        "BENCH_BODY_FILE": str(target.body_file),
-        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in target.headers.items()),
-    }
-    cpu_before = cpu_seconds(target.pid)
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, timeout=seconds + 30, check=False
-    )
-    cpu = cpu_seconds(target.pid) - cpu_before
-    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    data = json.loads(line.removeprefix("BENCH_JSON "))
-    errors = {k: data[k] for k in ("connect", "read", "write", "status", "timeout") if data[k]}
-    return WrkResult(
-        data["requests"],
-        data["duration_us"] / 1e6,
-        errors,
-        data["p50_us"] / 1e3,
-        data["p99_us"] / 1e3,
-        cpu,
-    )
-
-
-# --- streaming ----------------------------------------------------------------------------------
-
-
-class StreamClient:
-    """A keep-alive raw-socket client timing the first SSE chunk and the end of each response.
-
-    wrk cannot see inside a response; a socket and a minimal chunked parser add the same tiny,
-    constant cost to the direct and the gateway measurements.
-    """
-
-    def __init__(self, target: Target) -> None:
-        self.target = target
-        head = f"POST {target.path} HTTP/1.1\r\nHost: {HOST}:{target.port}\r\n"
-        head += f"Content-Length: {len(target.body)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
-        self.raw = head.encode() + b"\r\n" + target.body
-        self.sock: socket.socket | None = None
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def _recv(self, sock: socket.socket) -> bytes:
-        if not (data := sock.recv(65536)):
-            raise BenchError(f"{self.target.name} stream: connection closed mid-response")
-        return data
-
-    def once(self) -> tuple[float, float]:
-        """(time to first body chunk, time to the end of the body), in milliseconds."""
-        if self.sock is None:
-            self.sock = socket.create_connection((HOST, self.target.port), timeout=10)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock, buf = self.sock, bytearray()
-        start = time.perf_counter()
-        sock.sendall(self.raw)
-        while (end := buf.find(b"\r\n\r\n")) < 0:
-            buf += self._recv(sock)
-        head = bytes(buf[:end]).decode("latin-1").lower()
-        if head.split(" ", 2)[1] != "200" or "transfer-encoding: chunked" not in head:
-            raise BenchError(f"{self.target.name} stream: unexpected response:\n{bytes(buf)!r}")
-        pos, body, first = end + 4, bytearray(), 0.0
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                buf += self._recv(sock)
-                continue
-            size = int(bytes(buf[pos:eol]).partition(b";")[0], 16)
-            if len(buf) < eol + 2 + size + 2:
-                buf += self._recv(sock)
-                continue
-            if size == 0:  # the last chunk; no trailers expected
-                break
-            body += buf[eol + 2 : eol + 2 + size]
-            first = first or time.perf_counter()
-            pos = eol + 2 + size + 2
-        finish = time.perf_counter()
-        if body.count(b'"content":"tok') != STREAM_CHUNKS or b"data: [DONE]" not in body:
-            raise BenchError(f"{self.target.name} stream: incomplete body:\n{bytes(body)!r}")
-        if "connection: close" in head:
-            self.close()
-        return (first - start) * 1e3, (finish - start) * 1e3
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    ttfc_ms: list[float]
-    total_ms: list[float]
-
-
-def measure_streams(direct: Target, gateway: Target) -> tuple[StreamResult, StreamResult]:
-    """Alternate direct and gateway requests so drift (CPU frequency, noise) hits both alike."""
-    clients = [StreamClient(direct), StreamClient(gateway)]
-    results: list[tuple[list[float], list[float]]] = [([], []), ([], [])]
-    try:
-        for i in range(STREAM_WARMUP + STREAM_N):
-            for client, (ttfc, total) in zip(clients, results, strict=True):
-                first, end = client.once()
-                if i >= STREAM_WARMUP:
-                    ttfc.append(first)
-                    total.append(end)
-    except OSError as exc:
-        raise BenchError(f"stream client: {exc}") from None
-    finally:
-        for client in clients:
-            client.close()
-    return StreamResult(*results[0]), StreamResult(*results[1])
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
-
-
-# --- memory -------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_cpus() -> dict[int, float]:
-    """Share of each CPU that was busy over a short sample, before we start anything."""
-
-    def sample() -> dict[int, tuple[int, int]]:
-        out = {}
-        for line in Path("/proc/stat").read_text().splitlines():
-            name, *ticks = line.split()
-            if name.startswith("cpu") and name != "cpu":
-                values = [int(t) for t in ticks]
-                out[int(name[3:])] = (values[3] + values[4], sum(values))  # idle+iowait, all
-        return out
-
-    before = sample()
-    time.sleep(BUSY_SAMPLE_S)
-    after = sample()
-    shares = {}
-    for cpu, (idle, total) in after.items():
-        elapsed = total - before[cpu][1]
-        shares[cpu] = 1 - (idle - before[cpu][0]) / elapsed if elapsed else 0.0
-    return shares
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of a live process, in MB (10^6 bytes, the unit the target is written in)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    raise BenchError(f"no VmRSS for pid {pid}")
-
+from constants import (
+    BUSY_SAMPLE_S,
+    BUSY_WARNING,
+    DURATION_S,
+    GATEWAY_PATH,
+    LOG_DURATION_S,
+    LOG_WARMUP_S,
+    MAX_ADDED_P50_MS,
+    MAX_RSS_MB,
+    MAX_TOP_UP_S,
+    MAX_TTFC_OVERHEAD_MS,
+    MIN_GATEWAY_RPS_C64,
+    MIN_REQUESTS_FOR_RSS,
+    RSS_GROWTH_TOLERANCE_MB,
+    STREAM_CHUNKS,
+    STREAM_N,
+    WARMUP_S,
+    BenchError,
+)
+from load import (
+    StreamResult,
+    Target,
+    WrkResult,
+    make_targets,
+    measure_streams,
+    pct,
+    run_wrk,
+    sanity_check,
+)
+from processes import (
+    Pinning,
+    Service,
+    _read,
+    busy_cpus,
+    ensure_wrk,
+    free_port,
+    rss_mb,
+    start_fake,
+    start_gateway,
+    start_static,
+)
 
 # --- the run ------------------------------------------------------------------------------------
 

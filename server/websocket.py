@@ -17,6 +17,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from engine import routes
+from engine.config import GatewaySettings
 from engine.errors import GatewayError, bad_request
 from engine.plan import cf_headers
 from engine.sse import EventSplitter, parse_event
@@ -74,7 +75,7 @@ class WebSocketHandler:
         self,
         ws: WebSocketConnection,
         route: routes.Route,
-        gateway: Any,
+        gateway: GatewaySettings,
         request_cf: dict[str, str],
         message: str | bytes,
         slots: trio.Semaphore,

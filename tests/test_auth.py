@@ -16,16 +16,20 @@ def gateway_settings() -> dict[str, Any]:
 
 async def test_token_is_required(stack: Stack) -> None:
     url = f"{stack.base}/v1/{ACCOUNT}/locked"
-    for headers in ({}, {"cf-aig-authorization": "Bearer wrong"},
-                    {"Authorization": "Bearer s3cret"}):  # the provider slot does not count
+    for headers in (
+        {},
+        {"cf-aig-authorization": "Bearer wrong"},
+        {"Authorization": "Bearer s3cret"},
+    ):  # the provider slot does not count
         response = await stack.client.post(url, json=[step()], headers=headers)
         assert response.status_code == 401
         assert response.json()["error"] == [{"code": 2009, "message": "Unauthorized"}]
         assert "s3cret" not in response.text
     assert stack.fake.requests == []
     for token in ("Bearer s3cret", "s3cret"):  # docs examples show both forms
-        response = await stack.client.post(url, json=[step()],
-                                           headers={"cf-aig-authorization": token})
+        response = await stack.client.post(
+            url, json=[step()], headers={"cf-aig-authorization": token}
+        )
         assert response.status_code == 200
     native = await stack.client.post(f"{url}/openai/chat/completions", json={"model": "m"})
     assert native.status_code == 401

@@ -1,0 +1,31 @@
+"""Settings and targets shared by the benchmark's modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "post.lua"
+HOST = "127.0.0.1"
+UPSTREAM_PATH = "/v1/chat/completions"
+GATEWAY_PATH = "/v1/bench-account/bench-gateway"
+
+WARMUP_S, DURATION_S = 2, 8
+LOG_WARMUP_S, LOG_DURATION_S = 1, 4  # the shorter access-log-on comparison
+STREAM_WARMUP, STREAM_N, STREAM_CHUNKS = 20, 200, 20
+MIN_REQUESTS_FOR_RSS, MAX_TOP_UP_S = 20_000, 20
+
+BUSY_SAMPLE_S, BUSY_WARNING = 0.5, 0.10  # other work on the CPUs makes the numbers noisy
+MAX_ADDED_P50_MS = 1.0
+MIN_GATEWAY_RPS_C64 = 1500.0
+MAX_TTFC_OVERHEAD_MS = 1.0
+MAX_RSS_MB = 80.0
+# VmRSS moves by a few pages with allocator noise; more than this between runs counts as growth.
+RSS_GROWTH_TOLERANCE_MB = 1.0
+
+AUTH = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
+QUERY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+class BenchError(Exception):
+    """Something failed to run: the report is incomplete and the exit status non-zero."""
