@@ -31,6 +31,13 @@ async def test_token_is_required(stack: Stack) -> None:
             url, json=[step()], headers={"cf-aig-authorization": token}
         )
         assert response.status_code == 200
+    # The token may also sit in a step's headers (§1.1); it never goes upstream.
+    in_step = step(headers={"cf-aig-authorization": "Bearer s3cret"})
+    assert (await stack.client.post(url, json=[in_step])).status_code == 200
+    assert "cf-aig-authorization" not in stack.fake.requests[-1].headers
+    wrong = step(headers={"cf-aig-authorization": "Bearer nope"})
+    assert (await stack.client.post(url, json=[wrong])).status_code == 401
+    assert (await stack.client.post(url, content=b"not json")).status_code == 401
     native = await stack.client.post(f"{url}/openai/chat/completions", json={"model": "m"})
     assert native.status_code == 401
     # Other gateways are not affected.
