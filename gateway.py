@@ -64,6 +64,19 @@ def read_config(path: Path | None) -> Config:
     return load_config(data, is_built_in)
 
 
+def warn_unimplemented(config: Config) -> None:
+    """Say at start-up which configured settings do nothing yet, rather than ignore them."""
+    for name, settings in config.gateways.items():
+        unused = {
+            "cache_ttl": settings.cache_ttl > 0,
+            "rate_limit": settings.rate_limit is not None,
+            "collect_logs": not settings.collect_logs,
+        }
+        for key, is_set in unused.items():
+            if is_set:
+                log.warning("gateways.%s.%s is accepted but not enforced yet", name, key)
+
+
 async def serve(
     config: Config,
     *,
@@ -200,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    warn_unimplemented(config)
     try:
         trio.run(main_async, config, args.demo)
     except (OSError, BaseExceptionGroup) as exc:

@@ -15,7 +15,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def start(*args: str) -> tuple[trio.Process, int, int, trio.abc.ReceiveStream]:
+async def start(*args: str) -> tuple[trio.Process, int, int, trio.abc.ReceiveStream, bytes]:
     """Start the gateway on OS-chosen ports; return it with its ports once it is ready."""
     process = await trio.lowlevel.open_process(
         [sys.executable, "gateway.py", "--port", "0", "--ws-port", "0", *args],
@@ -31,7 +31,7 @@ async def start(*args: str) -> tuple[trio.Process, int, int, trio.abc.ReceiveStr
             output += chunk
     http_port = int(re.search(rb"HTTP listening on http://[^:]+:(\d+)", output)[1])
     ws_port = int(re.search(rb"WebSocket listening on ws://[^:]+:(\d+)", output)[1])
-    return process, http_port, ws_port, process.stderr
+    return process, http_port, ws_port, process.stderr, output
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -70,7 +70,7 @@ async def test_port_in_use_is_one_clear_line() -> None:
 
 
 async def test_demo_serves_and_sigterm_drains_in_flight_requests() -> None:
-    process, http_port, _, stderr = await start("--demo")
+    process, http_port, _, stderr, _ = await start("--demo")
     url = f"http://127.0.0.1:{http_port}/v1/acct/gw"
     body = [
         {
@@ -103,3 +103,14 @@ async def test_demo_serves_and_sigterm_drains_in_flight_requests() -> None:
     assert response.json()["result"]["response"] == "Hello from the fake upstream."
     rest = await stderr.receive_some()
     assert b"Traceback" not in rest
+
+
+async def test_settings_not_enforced_yet_are_announced(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("[gateways.g]\ncache_ttl = 600\nrate_limit = { limit = 5, interval = 60 }\n")
+    process, _, _, _, output = await start("--config", str(config))
+    process.send_signal(signal.SIGTERM)
+    with trio.fail_after(15):
+        assert await process.wait() == 0
+    assert b"gateways.g.cache_ttl is accepted but not enforced yet" in output
+    assert b"gateways.g.rate_limit is accepted but not enforced yet" in output
