@@ -17,11 +17,10 @@ import orjson
 import trio
 
 from engine import routes
-from engine.config import GatewaySettings
-from engine.errors import INVALID_PROVIDER, UNAUTHORIZED, GatewayError
+from engine.auth import authorize, parse_authorized
+from engine.errors import INVALID_PROVIDER, GatewayError
 from engine.plan import NativeRequest, cf_headers
 from engine.sse import Relay, error_event
-from engine.steps import Step, parse_body
 from server.executor import Committed
 from server.universal import Prepared, Universal, gateway_headers, response_headers
 from server.upstream import UpstreamUnavailable
@@ -152,11 +151,11 @@ class GatewayApp:
         # headers instead (a common mistake, cloudflare/ai#193); check it there
         # once the body is read.
         if credential is not None or route.kind != "universal":
-            self.universal.authorize(gateway, credential)
+            authorize(gateway, credential)
         body = await self._read_body(scope, receive)
         ctx = self.universal.context(route.account_id, gateway, request_cf)
         if route.kind == "universal":
-            steps = _parse_authorized(body, gateway, credential, self.universal)
+            steps = parse_authorized(body, gateway, credential)
             prepared = self.universal.prepare(ctx, steps)
         else:
             query = scope["query_string"].decode("latin-1")
@@ -181,21 +180,6 @@ class GatewayApp:
                 result[2] = await _relay(committed, prepared, send)
             nursery.cancel_scope.cancel()
         return result[0], result[1], result[2]
-
-
-def _parse_authorized(
-    body: bytes, gateway: GatewaySettings, credential: str | None, universal: Universal
-) -> list[Step]:
-    """Parse Universal steps; without a request-level token, look for one in the steps."""
-    if credential is not None or gateway.token is None:
-        return parse_body(body)
-    try:
-        steps = parse_body(body)
-    except GatewayError:
-        raise GatewayError(401, UNAUTHORIZED) from None  # say nothing more to a stranger
-    in_steps = (cf_headers(step.headers).get("cf-aig-authorization") for step in steps)
-    universal.authorize(gateway, next((c for c in in_steps if c is not None), None))
-    return steps
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

@@ -7,12 +7,10 @@ the committed response to its wire format.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.config import Config, GatewaySettings
-from engine.errors import UNAUTHORIZED, GatewayError
 from engine.ids import uuid7
 from engine.plan import Context, NativeRequest, StepPlan, plan_native, plan_step
 from engine.retry import Schedule
@@ -50,16 +48,6 @@ class Universal:
         self.config = config
         self.registry = registry
         self.pool = pool
-
-    def authorize(self, gateway: GatewaySettings, credential: str | None) -> None:
-        """Authenticated gateways (§8): constant-time token check, 401/2009."""
-        if gateway.token is None:
-            return
-        presented = (credential or "").strip()
-        if presented[:7].lower() == "bearer ":
-            presented = presented[7:].strip()
-        if not hmac.compare_digest(presented.encode(), gateway.token.encode()):
-            raise GatewayError(401, UNAUTHORIZED)
 
     def context(
         self, account_id: str, gateway: GatewaySettings, request_cf: Mapping[str, str]

@@ -17,6 +17,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 from engine import routes
+from engine.auth import AUTH_SUBPROTOCOL, authorize
 from engine.config import GatewaySettings
 from engine.errors import GatewayError, bad_request
 from engine.plan import cf_headers
@@ -31,7 +32,6 @@ log = logging.getLogger("gateway.websocket")
 # §10.3 [CHOICE]: limits Cloudflare does not document.
 MAX_MESSAGE = 32 * 1024 * 1024
 MAX_IN_FLIGHT = 64
-_AUTH_PROTOCOL = "cf-aig-authorization."
 
 
 class WebSocketHandler:
@@ -51,10 +51,10 @@ class WebSocketHandler:
         offered = request.proposed_subprotocols
         credential = request_cf.get("cf-aig-authorization")
         for proto in offered:
-            if proto.startswith(_AUTH_PROTOCOL):
-                credential = credential or proto[len(_AUTH_PROTOCOL) :]
+            if proto.startswith(AUTH_SUBPROTOCOL):
+                credential = credential or proto[len(AUTH_SUBPROTOCOL) :]
         try:
-            self.universal.authorize(gateway, credential)
+            authorize(gateway, credential)
         except GatewayError as exc:
             await request.reject(401, body=exc.body())
             return
