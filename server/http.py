@@ -163,7 +163,7 @@ class GatewayApp:
                 route.provider, route.rest, query, scope["method"], headers, body
             )
             prepared = self.universal.prepare_native(ctx, native)
-        last = str(len(prepared.plans) - 1)
+        last = len(prepared.plans) - 1
         # What was answered, for the access log; set before sending, because the
         # disconnect that follows a finished response may cancel the last send.
         result = [499, "-", " client gone"]
@@ -173,8 +173,8 @@ class GatewayApp:
             try:
                 committed = await self.universal.run(prepared)
             except GatewayError as exc:
-                result = [exc.status, last, ""]
-                await _error(send, exc, gateway_headers(prepared, int(last), None))
+                result = [exc.status, str(last), ""]
+                await _error(send, exc, gateway_headers(prepared, last, None))
             else:
                 result = [committed.response.status, str(committed.plan.index), ""]
                 result[2] = await _relay(committed, prepared, send)
