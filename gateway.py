@@ -24,7 +24,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import serve_websocket
+from trio_websocket import WebSocketServer, serve_websocket
 
 from engine.config import Config, ConfigError, load_config
 from engine.urls import parse_base_url
@@ -134,7 +134,7 @@ async def _serve_ws(
     port: int,
     scope: trio.CancelScope,
     *,
-    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with trio.open_nursery() as handlers:
         with scope:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from engine.steps import BACKOFFS, MAX_ATTEMPTS, MAX_RETRY_DELAY_MS, StepConfig
 
@@ -62,16 +62,22 @@ def _int_header(headers: Mapping[str, str], name: str, low: int, high: int) -> i
     return value if low <= value <= high else None
 
 
-def _from_headers(headers: Mapping[str, str]) -> dict[str, int | str | None]:
-    backoff = headers.get("cf-aig-backoff")
-    return {
-        "request_timeout": _int_header(headers, "cf-aig-request-timeout", 0, 2**31),
-        "max_attempts": _int_header(headers, "cf-aig-max-attempts", 1, MAX_ATTEMPTS),
-        "retry_delay": _int_header(headers, "cf-aig-retry-delay", 0, MAX_RETRY_DELAY_MS),
-        "backoff": backoff.strip().lower()
-        if backoff and backoff.strip().lower() in BACKOFFS
-        else None,
-    }
+_T = TypeVar("_T")
+
+
+def _from_headers(headers: Mapping[str, str]) -> StepConfig:
+    """The `cf-aig-*` retry and timeout headers of one level, as a StepConfig."""
+    backoff = (headers.get("cf-aig-backoff") or "").strip().lower()
+    return StepConfig(
+        request_timeout=_int_header(headers, "cf-aig-request-timeout", 0, 2**31),
+        max_attempts=_int_header(headers, "cf-aig-max-attempts", 1, MAX_ATTEMPTS),
+        retry_delay=_int_header(headers, "cf-aig-retry-delay", 0, MAX_RETRY_DELAY_MS),
+        backoff=backoff if backoff in BACKOFFS else None,
+    )
+
+
+def _first(*values: _T | None) -> _T | None:
+    return next((value for value in values if value is not None), None)
 
 
 def resolve_handling(
@@ -86,30 +92,15 @@ def resolve_handling(
     """
     if not step_headers and not request_headers and config == _UNSET:
         return _gateway_handling(gateway)  # the common case: nothing overrides the gateway
-    levels = [
-        {
-            "request_timeout": config.request_timeout,
-            "max_attempts": config.max_attempts,
-            "retry_delay": config.retry_delay,
-            "backoff": config.backoff,
-        },
-        _from_headers(step_headers),
-        _from_headers(request_headers),
-        {
-            "request_timeout": gateway.request_timeout,
-            "max_attempts": gateway.retry_max_attempts,
-            "retry_delay": gateway.retry_delay,
-            "backoff": gateway.retry_backoff,
-        },
-    ]
-    chosen = {}
-    for name in ("request_timeout", "max_attempts", "retry_delay", "backoff"):
-        chosen[name] = next((lv[name] for lv in levels if lv[name] is not None), None)
+    step, request = _from_headers(step_headers), _from_headers(request_headers)
+    levels = (config, step, request)
     return Handling(
-        request_timeout=chosen["request_timeout"] or None,  # 0 means "no timeout"
-        max_attempts=chosen["max_attempts"] or 1,
-        retry_delay=chosen["retry_delay"] or 0,
-        backoff=chosen["backoff"] or "constant",
+        # 0 means "no timeout" at whichever level sets it.
+        request_timeout=_first(*(lv.request_timeout for lv in levels), gateway.request_timeout)
+        or None,
+        max_attempts=_first(*(lv.max_attempts for lv in levels)) or gateway.retry_max_attempts,
+        retry_delay=_first(*(lv.retry_delay for lv in levels), gateway.retry_delay) or 0,
+        backoff=_first(*(lv.backoff for lv in levels)) or gateway.retry_backoff,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -166,20 +166,20 @@ class GatewayApp:
         last = len(prepared.plans) - 1
         # What was answered, for the access log; set before sending, because the
         # disconnect that follows a finished response may cancel the last send.
-        result = [499, "-", " client gone"]
+        status, step, note = 499, "-", " client gone"
         async with trio.open_nursery() as nursery:
             # A client that goes away cancels the whole request, upstream call included.
             nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
             try:
                 committed = await self.universal.run(prepared)
             except GatewayError as exc:
-                result = [exc.status, str(last), ""]
+                status, step, note = exc.status, str(last), ""
                 await _error(send, exc, gateway_headers(prepared, last, None))
             else:
-                result = [committed.response.status, str(committed.plan.index), ""]
-                result[2] = await _relay(committed, prepared, send)
+                status, step, note = committed.response.status, str(committed.plan.index), ""
+                note = await _relay(committed, prepared, send)
             nursery.cancel_scope.cancel()
-        return result[0], result[1], result[2]
+        return status, step, note
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
@@ -250,7 +250,7 @@ async def _json(send: Send, status: int, payload: object) -> int:
     return status
 
 
-async def _error(send: Send, exc: GatewayError, extra: list[tuple[bytes, bytes]] = ()) -> int:
+async def _error(send: Send, exc: GatewayError, extra: Sequence[tuple[bytes, bytes]] = ()) -> int:
     await send(
         {
             "type": "http.response.start",

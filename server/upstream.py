@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import h11
@@ -81,12 +81,18 @@ class Response:
 
     __slots__ = ("_conn", "_done", "_pool", "headers", "status")
 
-    def __init__(self, pool: ConnectionPool, conn: Connection, status: int, headers: list) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        conn: Connection,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+    ) -> None:
         self._pool = pool
         self._conn: Connection | None = conn
         self._done = False
         self.status = status
-        self.headers: list[tuple[bytes, bytes]] = headers
+        self.headers = headers  # lower-cased names, as h11 gives them
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
