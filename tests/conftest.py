@@ -10,6 +10,7 @@ Rules for the suite:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,16 @@ def step(
         "query": query,
         **fields,
     }
+
+
+def arrivals(fake: FakeUpstream, key: str) -> list[float]:
+    """When each request tagged `x-fake-key: key` reached the fake upstream."""
+    return [r.time for r in fake.requests if r.headers.get("x-fake-key") == key]
+
+
+def gaps(fake: FakeUpstream, key: str) -> list[float]:
+    """Seconds between consecutive arrivals of `key`: retry delays as the upstream saw them."""
+    return [round(b - a, 6) for a, b in itertools.pairwise(arrivals(fake, key))]
 
 
 def sse_data(text: str) -> list[str]:

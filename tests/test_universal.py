@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 import orjson
 import trio
 
 from server.fake_upstream import Reply
-from tests.conftest import ACCOUNT, Stack, sse_data, step
+from tests.conftest import ACCOUNT, Stack, arrivals, gaps, sse_data, step
 
 # The seed page's cURL body, verbatim (placeholders included).
 SEED_BODY = """[
@@ -160,7 +158,7 @@ async def test_all_steps_fail_without_response(stack: Stack, autojump_clock) -> 
 
 
 async def test_retries_with_exact_backoff(stack: Stack, autojump_clock) -> None:
-    for backoff, gaps in {
+    for backoff, want in {
         "constant": [1.0, 1.0, 1.0],
         "linear": [1.0, 2.0, 3.0],
         "exponential": [1.0, 2.0, 4.0],
@@ -172,9 +170,8 @@ async def test_retries_with_exact_backoff(stack: Stack, autojump_clock) -> None:
         )
         response = await stack.client.post(stack.universal_url, json=[failing])
         assert response.status_code == 200, backoff
-        times = [r.time for r in stack.fake.requests if r.headers.get("x-fake-key") == key]
-        assert len(times) == 4
-        assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == gaps
+        assert len(arrivals(stack.fake, key)) == 4
+        assert gaps(stack.fake, key) == want
 
 
 async def test_retries_then_fallback(stack: Stack, autojump_clock) -> None:
@@ -184,7 +181,7 @@ async def test_retries_then_fallback(stack: Stack, autojump_clock) -> None:
     )
     response = await stack.client.post(stack.universal_url, json=[failing, step("workers-ai")])
     assert response.headers["cf-aig-step"] == "1"
-    assert len([r for r in stack.fake.requests if r.headers.get("x-fake-key") == "a"]) == 3
+    assert len(arrivals(stack.fake, "a")) == 3
 
 
 async def test_non_retryable_status_is_not_retried(stack: Stack) -> None:
@@ -193,7 +190,7 @@ async def test_non_retryable_status_is_not_retried(stack: Stack) -> None:
     )
     response = await stack.client.post(stack.universal_url, json=[failing])
     assert response.status_code == 401
-    assert len([r for r in stack.fake.requests if r.headers.get("x-fake-key") == "auth"]) == 1
+    assert len(arrivals(stack.fake, "auth")) == 1
 
 
 async def test_header_hierarchy(stack: Stack, autojump_clock) -> None:
@@ -206,10 +203,7 @@ async def test_header_hierarchy(stack: Stack, autojump_clock) -> None:
         json=[first, second],
         headers={"cf-aig-max-attempts": "3", "cf-aig-retry-delay": "10"},
     )
-    count = {
-        k: len([r for r in stack.fake.requests if r.headers.get("x-fake-key") == k])
-        for k in ("s0", "s1")
-    }
+    count = {k: len(arrivals(stack.fake, k)) for k in ("s0", "s1")}
     assert count == {"s0": 1, "s1": 3}
     # step config beats the step's own cf-aig header.
     third = step(
@@ -217,7 +211,7 @@ async def test_header_hierarchy(stack: Stack, autojump_clock) -> None:
         config={"maxAttempts": 2},
     )
     await stack.client.post(stack.universal_url, json=[third])
-    assert len([r for r in stack.fake.requests if r.headers.get("x-fake-key") == "s2"]) == 2
+    assert len(arrivals(stack.fake, "s2")) == 2
 
 
 async def test_request_timeout_header_applies_to_every_step(stack: Stack, autojump_clock) -> None:
