@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
+import tomllib
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +224,12 @@ def test_uuid7_is_time_ordered() -> None:
     ms = int(ids[0].replace("-", "")[:12], 16)
     assert abs(ms - time.time() * 1000) < 5000
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+
+
+def test_readme_configuration_example_loads() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    config = load_config(tomllib.loads(block[1]), is_built_in)
+    assert config.gateway("my-gateway").token == "secret"
+    assert "custom-myllm" in config.providers
