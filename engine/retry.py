@@ -124,6 +124,7 @@ FailureKind = Literal["status", "network", "timeout", "stream_error"]
 class Failure:
     kind: FailureKind
     status: int | None = None  # for "status" and "stream_error"
+    detail: str = ""  # for the log: what went wrong, in words
 
     @property
     def retryable(self) -> bool:

@@ -74,22 +74,16 @@ async def _try(
                 prefix, errored = await _first_event(response)
             committed = Committed(plan, attempt.number, response, prefix, sse, False)
             if errored:
-                return Failure("stream_error", response.status), committed
+                return Failure(
+                    "stream_error", 200, "an error as the stream's first event"
+                ), committed
             if 200 <= response.status < 300:
                 return committed
-            return Failure("status", response.status), committed
+            return Failure("status", response.status, f"HTTP {response.status}"), committed
     except UpstreamUnavailable as exc:
-        log.info(
-            "step %d (%s at %s) attempt %d: %s",
-            plan.index,
-            plan.provider,
-            plan.origin.host_header,
-            attempt.number,
-            exc,
-        )
         if response is not None:
             await response.aclose()
-        return Failure("network"), None
+        return Failure("network", None, f"{plan.origin.host_header}: {exc}"), None
     except BaseException:
         if response is not None:
             with trio.CancelScope(shield=True):
@@ -98,14 +92,7 @@ async def _try(
     # The deadline passed before the first byte (or first event).
     if response is not None:
         await response.aclose()
-    log.info(
-        "step %d (%s) attempt %d: no first byte within %.3fs",
-        plan.index,
-        plan.provider,
-        attempt.number,
-        timeout,
-    )
-    return Failure("timeout"), None
+    return Failure("timeout", None, f"no first byte within {timeout:g}s"), None
 
 
 async def execute(
@@ -124,7 +111,9 @@ async def execute(
         if isinstance(result, Committed):
             return result
         failure, held = result
+        failed = attempt
         attempt = schedule.after(failure)
+        _log_failure(plans, failed, failure, attempt)
         if attempt is None and held is not None:
             held.failed = True
             return held
@@ -133,3 +122,23 @@ async def execute(
     if failure.kind == "timeout":
         raise GatewayError(504, PROVIDER_FAILED, "Request timed out")
     raise GatewayError(502, PROVIDER_FAILED)
+
+
+def _log_failure(
+    plans: list[StepPlan], failed: Attempt, failure: Failure, next_attempt: Attempt | None
+) -> None:
+    if next_attempt is None:
+        then = "no attempt left"
+    elif next_attempt.step == failed.step:
+        then = f"retry in {next_attempt.delay:g}s"
+    else:
+        then = f"falling back to step {next_attempt.step} ({plans[next_attempt.step].provider})"
+    plan = plans[failed.step]
+    log.info(
+        "step %d (%s) attempt %d failed: %s; %s",
+        failed.step,
+        plan.provider,
+        failed.number,
+        failure.detail,
+        then,
+    )

@@ -91,7 +91,7 @@ class GatewayApp:
             else:
                 status, step, note = await self.gateway_http(scope, route, receive, send)
         except GatewayError as exc:
-            status = await _error(send, exc)
+            status, note = await _error(send, exc), f" {exc.code} {exc.message}"
         except ClientGone:
             status, note = 499, "client gone"
         except Exception:
