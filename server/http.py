@@ -173,7 +173,7 @@ class GatewayApp:
             try:
                 committed = await self.universal.run(prepared)
             except GatewayError as exc:
-                status, step, note = exc.status, str(last), ""
+                status, step, note = exc.status, str(last), f" {exc.code} {exc.message}"
                 await _error(send, exc, gateway_headers(prepared, last, None))
             else:
                 status, step, note = committed.response.status, str(committed.plan.index), ""
