@@ -56,13 +56,20 @@ def cf_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k[:7].lower() == "cf-aig-"}
 
 
-def upstream_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+def upstream_headers(
+    headers: Mapping[str, str], encoding: str = "utf-8"
+) -> list[tuple[bytes, bytes]]:
+    """Headers to forward, as bytes.
+
+    `encoding` is utf-8 for values written in JSON (Universal steps) and latin-1
+    for values that arrived as HTTP bytes, so those go upstream byte for byte.
+    """
     out = []
     for name, value in headers.items():
         lower = name.lower()
         if lower in _DROPPED or lower.startswith("cf-aig-"):
             continue
-        out.append((lower.encode("latin-1"), value.encode("utf-8")))
+        out.append((lower.encode("latin-1"), value.encode(encoding)))
     return out
 
 
@@ -135,7 +142,7 @@ def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
         origin=base.origin,
         method=request.method.encode("ascii"),
         target=upstream_target(base, spec.route(path), request.query, ctx.account_id),
-        headers=upstream_headers(request.headers),
+        headers=upstream_headers(request.headers, "latin-1"),
         body=body,
         handling=resolve_handling(_NO_CONFIG, {}, ctx.request_cf, ctx.gateway),
     )

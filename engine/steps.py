@@ -6,6 +6,7 @@ part of a twenty-step fallback chain is wrong.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,9 @@ from engine.errors import bad_request
 
 # §1.2 [CHOICE]: Cloudflare documents no maximum; 20 keeps a request bounded.
 MAX_STEPS = 20
+# RFC 9110: a header name is a token; a value has no control characters but tab.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 BACKOFFS = ("constant", "linear", "exponential")
 MAX_ATTEMPTS = 5  # total attempts, first included (§7.2)
 MAX_RETRY_DELAY_MS = 60_000  # §16.6: the late-2026 docs allow up to 60 s
@@ -81,7 +85,7 @@ def parse_step(item: Any, index: int) -> Step:
     for name, value in headers.items():
         if not isinstance(value, str):
             raise bad_request(f"{where}: header {name!r} must be a string")
-        if not name or any(c in name for c in " \t\r\n:") or "\r" in value or "\n" in value:
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
             raise bad_request(f"{where}: header {name!r} is not a valid HTTP header")
     authorization = item.get("authorization")
     if authorization is not None:

@@ -36,6 +36,30 @@ def _envelope(body: dict[str, Any], code: int) -> str:
         ),
         (b'[{"provider": "openai", "endpoint": "x", "headers": []}]', 400, 2019, "'headers'"),
         (
+            '[{"provider": "openai", "endpoint": "x", "headers": {"名": "v"}}]'.encode(),
+            400,
+            2019,
+            "not a valid HTTP header",
+        ),
+        (
+            b'[{"provider": "openai", "endpoint": "x", "headers": {"a b": "v"}}]',
+            400,
+            2019,
+            "not a valid HTTP header",
+        ),
+        (
+            b'[{"provider": "openai", "endpoint": "x", "headers": {"a": "v\\r\\nx: y"}}]',
+            400,
+            2019,
+            "not a valid HTTP header",
+        ),
+        (
+            b'[{"provider": "openai", "endpoint": "x", "headers": {"a": "\\u0000"}}]',
+            400,
+            2019,
+            "not a valid HTTP header",
+        ),
+        (
             b'[{"provider": "openai", "endpoint": "x", "config": {"maxAttempts": 9}}]',
             400,
             2019,

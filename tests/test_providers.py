@@ -128,3 +128,11 @@ async def test_provider_endpoint_errors(stack: Stack) -> None:
     compat = await stack.client.post(f"{base}/compat/chat/completions", json={})
     assert compat.status_code == 404
     assert stack.fake.requests == []
+
+
+async def test_header_bytes_pass_through_unchanged(stack: Stack) -> None:
+    url = f"{stack.base}/v1/{ACCOUNT}/{GATEWAY}/openai/chat/completions"
+    await stack.client.post(
+        url, json={"model": "m"}, headers={"x-note": "caf\xe9".encode("latin-1")}
+    )
+    assert stack.fake.requests[0].headers["x-note"] == "caf\xe9"
