@@ -82,17 +82,17 @@ def parse_step(item: Any, index: int) -> Step:
         headers = {}
     if not isinstance(headers, dict):
         raise bad_request(f"{where}: 'headers' must be an object of strings")
-    for name, value in headers.items():
-        if not isinstance(value, str):
-            raise bad_request(f"{where}: header {name!r} must be a string")
-        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-            raise bad_request(f"{where}: header {name!r} is not a valid HTTP header")
     authorization = item.get("authorization")
     if authorization is not None:
         if not isinstance(authorization, str):
             raise bad_request(f"{where}: 'authorization' must be a string")
         if not any(name.lower() == "authorization" for name in headers):
             headers = {**headers, "Authorization": authorization}
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise bad_request(f"{where}: header {name!r} must be a string")
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise bad_request(f"{where}: header {name!r} is not a valid HTTP header")
     event_id = item.get("eventId")
     return Step(
         provider=provider,

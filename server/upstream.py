@@ -206,15 +206,16 @@ class ConnectionPool:
             slots = self._slots[origin] = trio.Semaphore(self.max_connections)
         await slots.acquire()
         try:
-            request = h11.Request(
-                method=method,
-                target=target,
-                headers=[
-                    (b"host", origin.host_header.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    *headers,
-                ],
-            )
+            with _mapped():  # h11 refuses what it cannot send: a failed call, not a crash
+                request = h11.Request(
+                    method=method,
+                    target=target,
+                    headers=[
+                        (b"host", origin.host_header.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                        *headers,
+                    ],
+                )
             conn = await self._checkout(origin)
             if conn is not None:
                 try:

@@ -60,6 +60,12 @@ def _envelope(body: dict[str, Any], code: int) -> str:
             "not a valid HTTP header",
         ),
         (
+            b'[{"provider": "openai", "endpoint": "x", "authorization": "a\\u0000b"}]',
+            400,
+            2019,
+            "'Authorization' is not a valid HTTP header",
+        ),
+        (
             b'[{"provider": "openai", "endpoint": "x", "config": {"maxAttempts": 9}}]',
             400,
             2019,
