@@ -1,4 +1,4 @@
-"""Authenticated gateways (§8): the gateway token check."""
+"""Authenticated gateways: the gateway token check."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class ServerConfig:
     # Keep-alive connections kept per upstream origin; also the concurrency cap per origin.
     upstream_max_connections: int = 256
     upstream_connect_timeout: float = 10.0
-    # Server-wide cap on time to first byte, even for attempts that "wait without limit" (§7.1).
+    # Server-wide cap on time to first byte, even for attempts that "wait without limit".
     upstream_first_byte_timeout: float = 300.0
     access_log: bool = True
 
@@ -49,7 +49,7 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    """Per-gateway settings: the lowest level of the header hierarchy (§1.5)."""
+    """Per-gateway settings: the lowest level of the header hierarchy."""
 
     token: str | None = None
     cache_ttl: int = 0

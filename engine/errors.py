@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-# Cloudflare's documented codes (spec §12.2) and the messages clients match on.
+# Cloudflare's documented codes and the messages clients match on.
 GATEWAY_NOT_FOUND = 2001
 RATE_LIMITED = 2003
 PROVIDER_FAILED = 2005
@@ -22,7 +22,7 @@ MESSAGES = {
 
 
 class GatewayError(Exception):
-    """An error the gateway itself answers with, as the §12 envelope.
+    """An error the gateway itself answers with, as Cloudflare's error envelope.
 
     Provider errors are never raised as this: their responses pass through.
     """

@@ -1,4 +1,4 @@
-"""Log ids: lowercase UUIDv7, as Cloudflare sends since 2026-10-08 (§0.3)."""
+"""Log ids: lowercase UUIDv7, as Cloudflare sends since 2026-10-08."""
 
 from __future__ import annotations
 

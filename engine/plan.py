@@ -85,7 +85,7 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class NativeRequest:
-    """A provider-native request (§2) as the client sent it, below `/{provider}/`."""
+    """A provider-native request as the client sent it, below `/{provider}/`."""
 
     provider: str
     path: str

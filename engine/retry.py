@@ -1,17 +1,17 @@
-"""Retries, timeouts and fallback as data (spec §1.2, §7, §16.1, §16.5).
+"""Retries, timeouts and fallback as data.
 
 # Rules
 
 1. A step makes up to `max_attempts` attempts; only retryable failures are
-   retried (§7.2: network errors, first-byte timeouts, 408/409/425/429/5xx).
+   retried (network errors, first-byte timeouts, 408/409/425/429/5xx).
 2. When a step gives up, the next step runs at once (fallback) if the failure
    counts for fallback under the gateway's `fallback_on`.
 3. Each attempt has the step's first-byte timeout, except the last retry of
-   the whole request, which waits without limit (§7.2 "on the final retry
-   attempt, your gateway will wait", §16.5). A request without retries keeps
-   its timeout and answers 504 when it expires (§7.1).
+   the whole request, which waits without limit (Cloudflare: "on the final retry
+   attempt, your gateway will wait"). A request without retries keeps
+   its timeout and answers 504 when it expires.
 4. When nothing is left, the executor returns the last response it holds, or
-   a gateway error when it holds none (§1.4).
+   a gateway error when it holds none.
 
 `Schedule` holds no clock and does no I/O; the executor feeds it outcomes.
 """
@@ -41,7 +41,7 @@ class Handling:
     backoff: str = "constant"
 
     def delay_before(self, retry: int) -> float:
-        """Seconds to wait before retry number `retry` (1-based); no jitter (§16.4)."""
+        """Seconds to wait before retry number `retry` (1-based); no jitter."""
         if self.backoff == "linear":
             ms = self.retry_delay * retry
         elif self.backoff == "exponential":
@@ -58,7 +58,7 @@ def _int_header(headers: Mapping[str, str], name: str, low: int, high: int) -> i
     try:
         value = int(raw.strip())
     except ValueError:
-        return None  # §4.1 [CHOICE]: an invalid value falls through to the next level
+        return None  # an invalid value falls through to the next level
     return value if low <= value <= high else None
 
 

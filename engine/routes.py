@@ -1,11 +1,11 @@
-"""Which gateway surface a request path names (spec §0.1)."""
+"""Which gateway surface a request path names."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-# Gateway and account ids: Cloudflare allows at most 64 characters (§0.1).
+# Gateway and account ids: Cloudflare allows at most 64 characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

@@ -1,7 +1,7 @@
 """Server-sent events: just enough parsing to commit, relay and translate streams.
 
 The gateway relays SSE bytes unchanged. It parses only (a) the first event of
-a stream, to decide whether the step failed before committing (§1.2), and
+a stream, to decide whether the step failed before committing, and
 (b) event boundaries, so a stream cut mid-event never hands the client half an
 event before the explicit error event.
 """

@@ -1,4 +1,4 @@
-"""Universal Endpoint request bodies (spec §1.1): parsing and validation.
+"""Universal Endpoint request bodies: parsing and validation.
 
 Every rejection names the step and the field, so a client sees exactly which
 part of a twenty-step fallback chain is wrong.
@@ -15,19 +15,19 @@ import orjson
 
 from engine.errors import bad_request
 
-# §1.2 [CHOICE]: Cloudflare documents no maximum; 20 keeps a request bounded.
+# Cloudflare documents no maximum; 20 keeps a request bounded.
 MAX_STEPS = 20
 # RFC 9110: a header name is a token; a value has no control characters but tab.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 BACKOFFS = ("constant", "linear", "exponential")
-MAX_ATTEMPTS = 5  # total attempts, first included (§7.2)
-MAX_RETRY_DELAY_MS = 60_000  # §16.6: the late-2026 docs allow up to 60 s
+MAX_ATTEMPTS = 5  # total attempts, first included
+MAX_RETRY_DELAY_MS = 60_000  # the late-2026 docs allow up to 60 s
 
 
 @dataclass(frozen=True, slots=True)
 class StepConfig:
-    """A step's own `config` (§1.1); None means "not set at this level"."""
+    """A step's own `config`; None means "not set at this level"."""
 
     request_timeout: int | None = None
     max_attempts: int | None = None
@@ -47,7 +47,7 @@ class Step:
 
 
 def parse_body(body: bytes) -> list[Step]:
-    """Parse a Universal body: an array of steps, or one step object (§16.3)."""
+    """Parse a Universal body: an array of steps, or one step object."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

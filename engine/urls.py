@@ -80,7 +80,7 @@ def check_endpoint(endpoint: str) -> tuple[str, str]:
 def upstream_target(base: BaseURL, path: str, query: str, account_id: str) -> bytes:
     """The request-target sent upstream: base path + endpoint path (+ query)."""
     base_path = base.path.replace(_ACCOUNT_PLACEHOLDER, account_id)
-    # §16.9: `/openai/v1/chat/completions` against a base ending in /v1 is the
+    # `/openai/v1/chat/completions` against a base ending in /v1 is the
     # classic double-/v1 mistake; drop the duplicate rather than answer 404.
     if base_path.endswith("/v1") and (path == "v1" or path.startswith("v1/")):
         path = path[3:]

@@ -22,7 +22,7 @@ class Registry:
     """Resolves a provider slug to its spec and effective base URL.
 
     Built-in base URLs may be overridden by configuration; `custom-{slug}`
-    providers exist only when configured (§13.6).
+    providers exist only when configured.
     """
 
     def __init__(self, overrides: Mapping[str, BaseURL] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Workers AI: model paths run under `.../ai/run/`, OpenAI-style `v1/...` under `.../ai/`.
 
-Both `@cf/...` and `run/@cf/...` endpoints are accepted (§16.10).
+Both `@cf/...` and `run/@cf/...` endpoints are accepted.
 """
 
 from engine.provider import ProviderSpec

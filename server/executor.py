@@ -31,7 +31,7 @@ class Committed:
     response: Response
     prefix: bytes  # body bytes already read while checking the first SSE event
     is_sse: bool
-    failed: bool  # every step failed and this is the last step's response (§1.4)
+    failed: bool  # every step failed and this is the last step's response
 
 
 def is_event_stream(response: Response) -> bool:

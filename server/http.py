@@ -147,7 +147,7 @@ class GatewayApp:
         request_cf = cf_headers(headers)
         gateway = self.config.gateway(route.gateway_id)
         credential = request_cf.get("cf-aig-authorization")
-        # §1.1 [CHOICE]: a Universal request may carry the token in its steps'
+        # A Universal request may carry the token in its steps'
         # headers instead (a common mistake, cloudflare/ai#193); check it there
         # once the body is read.
         if credential is not None or route.kind != "universal":

@@ -81,7 +81,7 @@ class Universal:
 def gateway_headers(
     prepared: Prepared, step: int, plan: StepPlan | None
 ) -> list[tuple[bytes, bytes]]:
-    """The `cf-aig-*` response headers of §0.3."""
+    """The `cf-aig-*` response headers Cloudflare sends."""
     log_id = prepared.log_id.encode()
     headers = [
         (b"cf-aig-step", str(step).encode()),

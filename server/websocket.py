@@ -1,4 +1,4 @@
-"""The WebSocket listener: the Universal Endpoint over a persistent socket (spec §10.1).
+"""The WebSocket listener: the Universal Endpoint over a persistent socket.
 
 Each `universal.create` runs in its own task of a per-connection nursery, so many
 events are in flight on one socket, correlated by `eventId`. A bad frame gets a
@@ -29,7 +29,7 @@ from server.upstream import UpstreamUnavailable
 
 log = logging.getLogger("gateway.websocket")
 
-# §10.3 [CHOICE]: limits Cloudflare does not document.
+# Limits Cloudflare does not document; these are our choices.
 MAX_MESSAGE = 32 * 1024 * 1024
 MAX_IN_FLIGHT = 64
 
@@ -58,7 +58,7 @@ class WebSocketHandler:
         except GatewayError as exc:
             await request.reject(401, body=exc.body())
             return
-        # §16.16: echo the first subprotocol offered so browsers accept the handshake.
+        # Echo the first subprotocol offered so browsers accept the handshake.
         ws = await request.accept(subprotocol=offered[0] if offered else None)
         slots = trio.Semaphore(MAX_IN_FLIGHT)
         async with trio.open_nursery() as nursery:

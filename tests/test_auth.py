@@ -1,4 +1,4 @@
-"""Authenticated gateways (§8) over HTTP: 401 / 2009 without the right token."""
+"""Authenticated gateways over HTTP: 401 / 2009 without the right token."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def test_token_is_required(stack: Stack) -> None:
             url, json=[step()], headers={"cf-aig-authorization": token}
         )
         assert response.status_code == 200
-    # The token may also sit in a step's headers (§1.1); it never goes upstream.
+    # The token may also sit in a step's headers; it never goes upstream.
     in_step = step(headers={"cf-aig-authorization": "Bearer s3cret"})
     assert (await stack.client.post(url, json=[in_step])).status_code == 200
     assert "cf-aig-authorization" not in stack.fake.requests[-1].headers

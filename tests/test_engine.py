@@ -72,7 +72,7 @@ def test_handling_hierarchy() -> None:
     assert handling == Handling(
         request_timeout=500, max_attempts=4, retry_delay=100, backoff="linear"
     )
-    # Out-of-range header values fall through to the next level (§4.1).
+    # Out-of-range header values fall through to the next level.
     handling = resolve_handling(StepConfig(), {"cf-aig-max-attempts": "9"}, {}, gateway)
     assert handling.max_attempts == 2 and handling.request_timeout == 9000
 
@@ -143,7 +143,7 @@ def test_upstream_targets() -> None:
     assert upstream_target(base, *check_endpoint("chat/completions"), "a") == (
         b"/v1/chat/completions"
     )
-    # The double-/v1 mistake is forgiven (§16.9).
+    # The double-/v1 mistake is forgiven.
     assert upstream_target(base, *check_endpoint("v1/chat/completions"), "a") == (
         b"/v1/chat/completions"
     )

@@ -1,4 +1,4 @@
-"""Gateway settings from `[gateways.*]`: the lowest level of the hierarchy (§1.5)."""
+"""Gateway settings from `[gateways.*]`: the lowest level of the hierarchy."""
 
 from __future__ import annotations
 

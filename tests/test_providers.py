@@ -1,4 +1,4 @@
-"""Provider-native endpoints (§2) through the official SDKs, as users point them at us."""
+"""Provider-native endpoints through the official SDKs, as users point them at us."""
 
 from __future__ import annotations
 

@@ -195,7 +195,7 @@ async def test_non_retryable_status_is_not_retried(stack: Stack) -> None:
 
 async def test_header_hierarchy(stack: Stack, autojump_clock) -> None:
     # Request level asks for 3 attempts; the first step overrides it with 1 in its
-    # headers, the second inherits the request level (§1.5).
+    # headers, the second inherits the request level.
     first = step(headers={"x-fake-status": "500", "x-fake-key": "s0", "cf-aig-max-attempts": "1"})
     second = step(headers={"x-fake-status": "500", "x-fake-key": "s1"})
     await stack.client.post(

@@ -1,4 +1,4 @@
-"""The Universal Endpoint over WebSocket (spec §10.1), driven by the `websockets` library.
+"""The Universal Endpoint over WebSocket, driven by the `websockets` library.
 
 `websockets` is an independent implementation; its synchronous client runs in a
 worker thread so the gateway and the fake upstream keep running in the test's
