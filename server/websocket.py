@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -32,6 +33,8 @@ log = logging.getLogger("gateway.websocket")
 # Limits Cloudflare does not document; these are our choices.
 MAX_MESSAGE = 32 * 1024 * 1024
 MAX_IN_FLIGHT = 64
+# A client that stops reading cannot hold an event's task forever.
+SEND_TIMEOUT = 10.0
 
 
 class WebSocketHandler:
@@ -39,6 +42,15 @@ class WebSocketHandler:
         self.universal = universal
 
     async def __call__(self, request: WebSocketRequest) -> None:
+        """Serve one connection; never raise, since that would stop the listener."""
+        try:
+            await self._serve(request)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("unexpected error on WebSocket %s", request.path)
+
+    async def _serve(self, request: WebSocketRequest) -> None:
         route = routes.match(request.path.partition("?")[0])
         if route is None or route.kind != "universal":
             await request.reject(
@@ -82,6 +94,7 @@ class WebSocketHandler:
     ) -> None:
         event_id: str | None = None
         send = _sender(ws)
+        error: GatewayError | None = None
         try:
             frame = _parse_frame(message)
             body = frame["request"]
@@ -99,29 +112,24 @@ class WebSocketHandler:
                 committed.plan.index,
             )
         except GatewayError as exc:
-            await send(
-                {
-                    "type": "universal.error",
-                    "metadata": {"eventId": event_id},
-                    "error": exc.envelope(),
-                }
-            )
+            log.info("universal.create %s error %d: %s", event_id, exc.code, exc.message)
+            error = exc
         except ConnectionClosed:
-            pass
+            pass  # the client left; nothing to answer
         except Exception:
             # A bug in one event must not take the socket (or the listener) down.
             log.exception("unexpected error handling event %s", event_id)
             error = GatewayError(500, 2005, "Internal gateway error")
-            with trio.move_on_after(1):
-                await send(
-                    {
-                        "type": "universal.error",
-                        "metadata": {"eventId": event_id},
-                        "error": error.envelope(),
-                    }
-                )
         finally:
             slots.release()
+        if error is not None:
+            payload = {
+                "type": "universal.error",
+                "metadata": {"eventId": event_id},
+                "error": error.envelope(),
+            }
+            with suppress(ConnectionClosed), trio.move_on_after(SEND_TIMEOUT):
+                await send(payload)
 
 
 def _sender(ws: WebSocketConnection) -> Callable[[dict[str, Any]], Any]:

@@ -209,3 +209,21 @@ async def test_stream_cut_after_commit_is_an_error_message(stack: Stack) -> None
     assert [m["response"] for m in streamed] == [{"response": "tok0 "}, {"response": "tok1 "}]
     assert error["type"] == "universal.error"
     assert error["error"]["error"][0]["message"] == "Upstream stream ended unexpectedly"
+
+
+async def test_closing_the_socket_cancels_its_events(stack: Stack) -> None:
+    def client(ws: ClientConnection) -> str:
+        create = seed_create("held", stream=True)
+        create["request"]["headers"]["x-fake-hold"] = "ws-gone"
+        ws.send(json.dumps(create))
+        return json.loads(ws.recv(timeout=10))["type"]  # then leave mid-stream
+
+    assert await talk(stack.ws_url, client) == "universal.created"
+    with trio.fail_after(10):
+        await stack.fake.hangup("hold:ws-gone").wait()
+    # The listener is still serving.
+    (created,) = await talk(
+        stack.ws_url,
+        lambda ws: (ws.send(json.dumps(seed_create("next"))), until_done(ws, "next"))[1],
+    )
+    assert created["metadata"]["eventId"] == "next"
