@@ -19,7 +19,7 @@ import trio
 from engine import routes
 from engine.auth import authorize, parse_authorized
 from engine.errors import INVALID_PROVIDER, GatewayError
-from engine.plan import NativeRequest, cf_headers
+from engine.plan import NativeRequest
 from engine.sse import Relay, error_event
 from server.executor import Committed
 from server.universal import Prepared, Universal, gateway_headers, response_headers
@@ -141,10 +141,12 @@ class GatewayApp:
         self, scope: Scope, route: routes.Route, receive: Receive, send: Send
     ) -> tuple[int, str, str]:
         """A Universal or provider-native request: plan it, run it, relay the answer."""
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        # hypercorn gives lower-cased names; only cf-aig-* ones matter to the gateway.
+        request_cf = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name.startswith(b"cf-aig-")
         }
-        request_cf = cf_headers(headers)
         gateway = self.config.gateway(route.gateway_id)
         credential = request_cf.get("cf-aig-authorization")
         # A Universal request may carry the token in its steps'
@@ -159,6 +161,7 @@ class GatewayApp:
             prepared = self.universal.prepare(ctx, steps)
         else:
             query = scope["query_string"].decode("latin-1")
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             native = NativeRequest(
                 route.provider, route.rest, query, scope["method"], headers, body
             )

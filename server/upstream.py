@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import h11
 import trio
@@ -31,16 +30,35 @@ class UpstreamUnavailable(Exception):
     """The upstream could not be reached, or broke the exchange."""
 
 
-@contextmanager
-def _mapped() -> Iterator[None]:
-    try:
-        yield
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
+class _Mapped:
+    """Maps the foreign exceptions of one exchange to UpstreamUnavailable.
+
+    A plain class rather than @contextmanager: it sits on the hot path.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is None or not isinstance(exc, _FOREIGN):
+            return
+        if isinstance(exc, h11.ProtocolError):
+            raise UpstreamUnavailable(f"protocol error: {exc}") from None
+        if isinstance(exc, trio.TooSlowError):
+            raise UpstreamUnavailable("connect timed out") from None
         raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from None
-    except h11.ProtocolError as exc:
-        raise UpstreamUnavailable(f"protocol error: {exc}") from None
-    except trio.TooSlowError:
-        raise UpstreamUnavailable("connect timed out") from None
+
+
+_FOREIGN = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    h11.ProtocolError,
+    trio.TooSlowError,
+)
+_mapped = _Mapped()
 
 
 class Connection:
@@ -116,7 +134,7 @@ class Response:
             return b""
         parts: list[bytes] = []
         try:
-            with _mapped():
+            with _mapped:
                 while True:
                     event = conn.h11.next_event()
                     if event is h11.NEED_DATA:
@@ -204,9 +222,12 @@ class ConnectionPool:
         slots = self._slots.get(origin)
         if slots is None:
             slots = self._slots[origin] = trio.Semaphore(self.max_connections)
-        await slots.acquire()
         try:
-            with _mapped():  # h11 refuses what it cannot send: a failed call, not a crash
+            slots.acquire_nowait()  # the common case: a free slot, no scheduler pass
+        except trio.WouldBlock:
+            await slots.acquire()
+        try:
+            with _mapped:  # h11 refuses what it cannot send: a failed call, not a crash
                 request = h11.Request(
                     method=method,
                     target=target,
@@ -242,7 +263,7 @@ class ConnectionPool:
         return None
 
     async def _connect(self, origin: Origin) -> Connection:
-        with _mapped():
+        with _mapped:
             with trio.fail_after(self.connect_timeout):
                 stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
             if origin.scheme == "https":
@@ -258,7 +279,7 @@ class ConnectionPool:
 
     async def _exchange(self, conn: Connection, request: h11.Request, body: bytes) -> Response:
         try:
-            with _mapped():
+            with _mapped:
                 conn.received = False
                 data = conn.h11.send(request)
                 if body:
