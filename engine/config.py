@@ -38,6 +38,9 @@ class ServerConfig:
     # Server-wide cap on time to first byte, even for attempts that "wait without limit".
     upstream_first_byte_timeout: float = 300.0
     access_log: bool = True
+    # A WebSocket with no message and no event in flight for this long is closed
+    # (Cloudflare's general proxy idle timeout).
+    ws_idle_timeout: float = 270.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "upstream_connect_timeout": (int, float),
         "upstream_first_byte_timeout": (int, float),
         "access_log": bool,
+        "ws_idle_timeout": (int, float),
     }
     _check_keys(table, set(kinds), key)
     values = {name: _get(table, name, kinds[name], key) for name in table}
@@ -136,7 +140,12 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
     for name in ("max_body_bytes", "upstream_max_connections"):
         if name in values and values[name] < 1:
             raise ConfigError(f"{key}.{name}: must be at least 1")
-    for name in ("grace_period", "upstream_connect_timeout", "upstream_first_byte_timeout"):
+    for name in (
+        "grace_period",
+        "upstream_connect_timeout",
+        "upstream_first_byte_timeout",
+        "ws_idle_timeout",
+    ):
         if name in values and values[name] <= 0:
             raise ConfigError(f"{key}.{name}: must be a positive number of seconds")
     return ServerConfig(**values)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,9 +38,17 @@ MAX_IN_FLIGHT = 64
 SEND_TIMEOUT = 10.0
 
 
+@dataclass(slots=True)
+class _Activity:
+    """When a socket last did something: a message came in or an event ended."""
+
+    last: float
+
+
 class WebSocketHandler:
     def __init__(self, universal: Universal) -> None:
         self.universal = universal
+        self.idle_timeout = universal.config.server.ws_idle_timeout
 
     async def __call__(self, request: WebSocketRequest) -> None:
         """Serve one connection; never raise, since that would stop the listener."""
@@ -73,14 +82,29 @@ class WebSocketHandler:
         # Echo the first subprotocol offered so browsers accept the handshake.
         ws = await request.accept(subprotocol=offered[0] if offered else None)
         slots = trio.Semaphore(MAX_IN_FLIGHT)
+        activity = _Activity(trio.current_time())
         async with trio.open_nursery() as nursery:
             while True:
+                deadline = activity.last + self.idle_timeout
+                busy = slots.value < MAX_IN_FLIGHT
+                if busy:  # not idle while an event runs; look again later
+                    deadline = max(deadline, trio.current_time() + self.idle_timeout)
                 try:
-                    message = await ws.get_message()
+                    with trio.move_on_at(deadline) as idle:
+                        message = await ws.get_message()
                 except ConnectionClosed:
                     break
+                if idle.cancelled_caught:
+                    quiet = trio.current_time() >= activity.last + self.idle_timeout
+                    if quiet and slots.value == MAX_IN_FLIGHT:
+                        await ws.aclose(code=1000, reason="idle timeout")
+                        break
+                    continue
+                activity.last = trio.current_time()
                 await slots.acquire()
-                nursery.start_soon(self._frame, ws, route, gateway, request_cf, message, slots)
+                nursery.start_soon(
+                    self._frame, ws, route, gateway, request_cf, message, slots, activity
+                )
             nursery.cancel_scope.cancel()
 
     async def _frame(
@@ -91,6 +115,7 @@ class WebSocketHandler:
         request_cf: dict[str, str],
         message: str | bytes,
         slots: trio.Semaphore,
+        activity: _Activity,
     ) -> None:
         event_id: str | None = None
         send = _sender(ws)
@@ -122,6 +147,7 @@ class WebSocketHandler:
             error = GatewayError(500, 2005, "Internal gateway error")
         finally:
             slots.release()
+            activity.last = trio.current_time()
         if error is not None:
             payload = {
                 "type": "universal.error",

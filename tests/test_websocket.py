@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, open_websocket_url
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -227,3 +229,36 @@ async def test_closing_the_socket_cancels_its_events(stack: Stack) -> None:
         lambda ws: (ws.send(json.dumps(seed_create("next"))), until_done(ws, "next"))[1],
     )
     assert created["metadata"]["eventId"] == "next"
+
+
+async def test_idle_socket_is_closed_but_not_while_an_event_runs(
+    stack: Stack, autojump_clock: trio.testing.MockClock
+) -> None:
+    # trio-websocket as the client here: it runs in the test's own trio loop,
+    # so the mock clock drives the 270 s idle timeout.
+    async with open_websocket_url(stack.ws_url) as ws:
+        start = trio.current_time()
+        create = seed_create("slow")
+        create["request"]["headers"]["x-fake-delay-ms"] = "290000"  # longer than the idle timeout
+        await ws.send_message(json.dumps(create))
+        created = json.loads(await ws.get_message())
+        assert created["metadata"]["eventId"] == "slow"
+        assert created["type"] == "universal.created"
+        assert trio.current_time() - start == 290.0  # the busy socket stayed open
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.get_message()
+        assert info.value.reason.code == 1000
+        assert trio.current_time() - start == 290.0 + 270.0
+
+
+async def test_quiet_socket_closes_after_the_idle_timeout(
+    stack: Stack, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_websocket_url(stack.ws_url) as ws:
+        start = trio.current_time()
+        await trio.sleep(200)
+        await ws.send_message(json.dumps(seed_create("ping")))
+        assert json.loads(await ws.get_message())["type"] == "universal.created"
+        with pytest.raises(ConnectionClosed):
+            await ws.get_message()
+        assert trio.current_time() - start == 200.0 + 270.0  # measured from the last activity
