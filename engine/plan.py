@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -54,6 +54,15 @@ class StepPlan:
 def cf_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The `cf-aig-*` entries of a header mapping, with lower-cased names."""
     return {k.lower(): v for k, v in headers.items() if k[:7].lower() == "cf-aig-"}
+
+
+def raw_cf_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The same, from a listener's raw header pairs, decoding only the ones kept."""
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in headers
+        if name[:7].lower() == b"cf-aig-"
+    }
 
 
 def upstream_headers(

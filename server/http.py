@@ -19,7 +19,7 @@ import trio
 from engine import routes
 from engine.auth import authorize, parse_authorized
 from engine.errors import INVALID_PROVIDER, GatewayError
-from engine.plan import NativeRequest
+from engine.plan import NativeRequest, raw_cf_headers
 from engine.sse import Relay, error_event
 from server.executor import Committed
 from server.universal import Prepared, Universal, gateway_headers, response_headers
@@ -93,7 +93,7 @@ class GatewayApp:
         except GatewayError as exc:
             status, note = await _error(send, exc), f" {exc.code} {exc.message}"
         except ClientGone:
-            status, note = 499, "client gone"
+            status, note = 499, " client gone"
         except Exception:
             log.exception("unexpected error for %s %s", scope["method"], scope["path"])
             status = await _error(send, GatewayError(500, 2005, "Internal gateway error"))
@@ -141,12 +141,7 @@ class GatewayApp:
         self, scope: Scope, route: routes.Route, receive: Receive, send: Send
     ) -> tuple[int, str, str]:
         """A Universal or provider-native request: plan it, run it, relay the answer."""
-        # hypercorn gives lower-cased names; only cf-aig-* ones matter to the gateway.
-        request_cf = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name.startswith(b"cf-aig-")
-        }
+        request_cf = raw_cf_headers(scope["headers"])
         gateway = self.config.gateway(route.gateway_id)
         credential = request_cf.get("cf-aig-authorization")
         # A Universal request may carry the token in its steps'

@@ -22,7 +22,7 @@ from engine import routes
 from engine.auth import AUTH_SUBPROTOCOL, authorize
 from engine.config import GatewaySettings
 from engine.errors import GatewayError, bad_request
-from engine.plan import cf_headers
+from engine.plan import raw_cf_headers
 from engine.sse import EventSplitter, parse_event
 from engine.steps import parse_steps
 from server.executor import Committed
@@ -67,8 +67,7 @@ class WebSocketHandler:
             )
             return
         gateway = self.universal.config.gateway(route.gateway_id)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
-        request_cf = cf_headers(headers)
+        request_cf = raw_cf_headers(request.headers)
         offered = request.proposed_subprotocols
         credential = request_cf.get("cf-aig-authorization")
         for proto in offered:
