@@ -92,8 +92,11 @@ def resolve_handling(
     """
     if not step_headers and not request_headers and config == _UNSET:
         return _gateway_handling(gateway)  # the common case: nothing overrides the gateway
-    step, request = _from_headers(step_headers), _from_headers(request_headers)
-    levels = (config, step, request)
+    return _combine((config, _from_headers(step_headers), _from_headers(request_headers)), gateway)
+
+
+def _combine(levels: tuple[StepConfig, ...], gateway: GatewaySettings) -> Handling:
+    """The first value set at each level, most specific first, else the gateway's."""
     return Handling(
         # 0 means "no timeout" at whichever level sets it.
         request_timeout=_first(*(lv.request_timeout for lv in levels), gateway.request_timeout)
@@ -109,12 +112,7 @@ _UNSET = StepConfig()
 
 @lru_cache(maxsize=256)
 def _gateway_handling(gateway: GatewaySettings) -> Handling:
-    return Handling(
-        request_timeout=gateway.request_timeout or None,
-        max_attempts=gateway.retry_max_attempts,
-        retry_delay=gateway.retry_delay,
-        backoff=gateway.retry_backoff,
-    )
+    return _combine((), gateway)
 
 
 FailureKind = Literal["status", "network", "timeout", "stream_error"]
