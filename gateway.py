@@ -24,7 +24,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import WebSocketServer, serve_websocket
+from trio_websocket import WebSocketServer
 
 from engine.config import Config, ConfigError, load_config
 from engine.urls import parse_base_url
@@ -36,6 +36,7 @@ from server.websocket import MAX_MESSAGE, WebSocketHandler
 
 log = logging.getLogger("gateway")
 DEFAULT_CONFIG = Path("gateway.toml")
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
 # Providers the demo's fake upstream stands in for, with the path it serves them under.
 DEMO_PROVIDERS = {
     "workers-ai": "/client/v4/accounts/{account_id}/ai",
@@ -98,6 +99,8 @@ async def serve(
     hypercorn.accesslog = None
     hypercorn.errorlog = logging.getLogger("hypercorn.error")
     hypercorn.include_server_header = False
+    backlog = effective_backlog(server.backlog)
+    hypercorn.backlog = backlog
     try:
         async with trio.open_nursery() as root:
             binds = await root.start(
@@ -111,7 +114,7 @@ async def serve(
             http_port = int(binds[0].rsplit(":", 1)[1])
             ws_scope = trio.CancelScope()
             ws_server = await root.start(
-                _serve_ws, universal, server.host, server.ws_port, ws_scope
+                _serve_ws, universal, server.host, server.ws_port, backlog, ws_scope
             )
             ws_port = ws_server.port
             log.info("HTTP listening on http://%s:%d", server.host, http_port)
@@ -128,25 +131,37 @@ async def serve(
             await pool.aclose()
 
 
+def effective_backlog(configured: int) -> int:
+    """The listen backlog the kernel will grant: `configured`, capped at somaxconn."""
+    try:
+        limit = int(SOMAXCONN.read_text())
+    except (OSError, ValueError):
+        return configured  # not Linux, or not readable: the kernel caps it silently
+    if configured > limit:
+        log.info("server.backlog %d is capped at the kernel's somaxconn, %d", configured, limit)
+        return limit
+    return configured
+
+
 async def _serve_ws(
     universal: Universal,
     host: str,
     port: int,
+    backlog: int,
     scope: trio.CancelScope,
     *,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with trio.open_nursery() as handlers:
         with scope:
-            await serve_websocket(
+            listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+            ws_server = WebSocketServer(
                 WebSocketHandler(universal),
-                host,
-                port,
-                None,
+                listeners,
                 handler_nursery=handlers,
                 max_message_size=MAX_MESSAGE,
-                task_status=task_status,
             )
+            await ws_server.run(task_status=task_status)
         handlers.cancel_scope.deadline = trio.current_time() + universal.config.server.grace_period
 
 

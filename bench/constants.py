@@ -14,6 +14,7 @@ WARMUP_S, DURATION_S = 2, 8
 LOG_WARMUP_S, LOG_DURATION_S = 1, 4  # the shorter access-log-on comparison
 STREAM_WARMUP, STREAM_N, STREAM_CHUNKS = 20, 200, 20
 MIN_REQUESTS_FOR_RSS, MAX_TOP_UP_S = 20_000, 20
+BURST_CONNECTIONS, BURSTS = 500, 3  # clients that all connect in the same moment; repeats
 
 BUSY_SAMPLE_S, BUSY_WARNING = 0.5, 0.10  # other work on the CPUs makes the numbers noisy
 MAX_ADDED_P50_MS = 1.0

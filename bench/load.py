@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import selectors
 import socket
 import statistics
 import subprocess
@@ -239,3 +240,82 @@ def measure_streams(direct: Target, gateway: Target) -> tuple[StreamResult, Stre
 
 def pct(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+# --- connection burst ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurstResult:
+    latencies_ms: list[float]  # from the burst's start to each client's complete response
+    failures: dict[str, int]  # what went wrong, by kind: reset, refused, timeout, status
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+
+def burst(target: Target, clients: int, timeout: float = 15.0) -> BurstResult:
+    """`clients` sockets connect in the same moment, each sends one request and reads the answer.
+
+    This is what a fleet of clients reconnecting after a restart does to the listen queue:
+    wrk cannot show it, since it times requests only once a connection is up.
+    """
+    head = f"POST {target.path} HTTP/1.1\r\nHost: {HOST}:{target.port}\r\n"
+    head += f"Content-Length: {len(target.body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
+    raw = head.encode() + b"\r\n" + target.body
+    selector = selectors.DefaultSelector()
+    buffers: dict[socket.socket, bytearray] = {}
+    start = time.perf_counter()
+    for _ in range(clients):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.connect_ex((HOST, target.port))
+        buffers[sock] = bytearray()
+        selector.register(sock, selectors.EVENT_WRITE)
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+
+    def fail(sock: socket.socket, kind: str) -> None:
+        failures[kind] = failures.get(kind, 0) + 1
+        selector.unregister(sock)
+        sock.close()
+
+    while selector.get_map() and time.perf_counter() - start < timeout:
+        for key, events in selector.select(timeout=0.5):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                if events & selectors.EVENT_WRITE:
+                    if error := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        fail(sock, os.strerror(error))
+                        continue
+                    sock.sendall(raw)  # small: fits the socket buffer of a fresh connection
+                    selector.modify(sock, selectors.EVENT_READ)
+                    continue
+                data = sock.recv(65536)
+            except OSError as exc:
+                fail(sock, exc.strerror or type(exc).__name__)
+                continue
+            if not data:
+                fail(sock, "closed")
+                continue
+            buf = buffers[sock]
+            buf += data
+            if (end := buf.find(b"\r\n\r\n")) < 0:
+                continue
+            head_text = bytes(buf[:end]).decode("latin-1").lower()
+            length = int(head_text.partition("content-length:")[2].split("\r\n")[0] or 0)
+            if len(buf) < end + 4 + length:
+                continue
+            if head_text.split(" ", 2)[1] != "200":
+                fail(sock, f"HTTP {head_text.split(' ', 2)[1]}")
+                continue
+            latencies.append((time.perf_counter() - start) * 1e3)
+            selector.unregister(sock)
+            sock.close()
+    for key in list(selector.get_map().values()):
+        fail(key.fileobj, "timeout")  # type: ignore[arg-type]
+    selector.close()
+    return BurstResult(latencies, failures)

@@ -120,12 +120,18 @@ def start_fake(pin: Pinning, port: int, work: Path) -> Service:
     return start("fake upstream", cmd, log, port, lambda: "listening on" in _read(log))
 
 
-def start_gateway(pin: Pinning, fake_port: int, work: Path, access_log: bool) -> Service:
+def start_gateway(
+    pin: Pinning, fake_port: int, work: Path, access_log: bool, backlog: int | None = None
+) -> Service:
     http_port, tag = free_port(), "on" if access_log else "off"
+    if backlog is not None:
+        tag += f"-backlog-{backlog}"
     config = work / f"gateway-log-{tag}.toml"
+    backlog_line = f"backlog = {backlog}\n" if backlog is not None else ""
     config.write_text(
         "[server]\n"
         f"access_log = {'true' if access_log else 'false'}\n"
+        f"{backlog_line}"
         f'data_dir = "{work / "data"}"\n'
         "grace_period = 2\n"
         "[providers.openai]\n"

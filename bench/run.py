@@ -21,6 +21,8 @@ from pathlib import Path
 from types import FrameType
 
 from constants import (
+    BURST_CONNECTIONS,
+    BURSTS,
     BUSY_SAMPLE_S,
     BUSY_WARNING,
     DURATION_S,
@@ -40,9 +42,11 @@ from constants import (
     BenchError,
 )
 from load import (
+    BurstResult,
     StreamResult,
     Target,
     WrkResult,
+    burst,
     make_targets,
     measure_streams,
     pct,
@@ -78,6 +82,7 @@ class Report:
     rss: list[tuple[str, int, float]] = field(default_factory=list)  # (when, requests, MB)
     log_on: tuple[WrkResult, WrkResult] | None = None  # gateway c=1, c=64 with access log on
     ceiling: tuple[WrkResult, WrkResult] | None = None  # hypercorn alone, c=1 and c=64
+    bursts: list[tuple[str, BurstResult]] = field(default_factory=list)  # (backlog, result)
     access_lines: int = 0
     problems: list[str] = field(default_factory=list)
     logs: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # notable lines, tail
@@ -101,14 +106,15 @@ class Runner:
         seconds: int = DURATION_S,
     ) -> WrkResult:
         print(f"  {label:<22} {warmup} s warm-up + {seconds} s:", end="", flush=True)
-        results = [run_wrk(self.pin, target, connections, s) for s in (warmup, seconds)]
+        runs = (warmup, seconds) if warmup else (seconds,)
+        results = [run_wrk(self.pin, target, connections, s) for s in runs]
         server.check_alive()
         for result in results:
             if result.error_count:
                 self.report.problems.append(f"{label}: wrk errors {result.errors}")
         if target.name == "gateway":
             self.gateway_requests += sum(r.requests for r in results)
-        result = results[1]
+        result = results[-1]
         print(f" {result.rps:9,.0f} req/s  p50 {result.p50_ms:.3f} ms", flush=True)
         return result
 
@@ -189,6 +195,25 @@ def run(work: Path, services: list[Service], report: Report) -> None:
         runner.wrk("hypercorn alone, c=1", ceiling, 1, static),
         runner.wrk("hypercorn alone, c=64", ceiling, 64, static),
     )
+    static.stop()
+
+    print(f"f. connection burst: {BURST_CONNECTIONS} clients connect at once, {BURSTS} times")
+    for backlog in (None, 100):
+        label = "default" if backlog is None else str(backlog)
+        server = start_gateway(pin, fake.port, work, access_log=False, backlog=backlog)
+        services.append(server)
+        target = make_targets(fake, server, work, stream=False)[1]
+        sanity_check(target)
+        results = [burst(target, BURST_CONNECTIONS) for _ in range(BURSTS)]
+        server.check_alive()
+        merged = BurstResult(
+            [ms for r in results for ms in r.latencies_ms],
+            {k: sum(r.failures.get(k, 0) for r in results) for r in results for k in r.failures},
+        )
+        report.bursts.append((label, merged))
+        p99 = pct(merged.latencies_ms, 99) if len(merged.latencies_ms) > 1 else 0.0
+        print(f"  backlog {label:<8} failed {merged.failed}, p99 {p99:.0f} ms")
+        server.stop()
 
 
 def collect_logs(services: list[Service], report: Report) -> None:
@@ -269,6 +294,22 @@ def print_report(report: Report) -> None:
             f"{'':<26}the proxy path's own CPU per request (gateway - hypercorn alone): "
             f"c=1 {proxy[0]:.0f} us, c=64 {proxy[1]:.0f} us"
         )
+
+    if report.bursts:
+        print(
+            f"\nf. {BURST_CONNECTIONS} clients connecting at once, one request each, "
+            f"{BURSTS} bursts (ms from the burst's start to each full answer)"
+        )
+        sub = (
+            f"{'backlog':<16}{'answered':>10}{'failed':>8}{'p50':>9}{'p99':>9}{'max':>9}  failures"
+        )
+        print(f"{sub}\n{'-' * len(sub)}")
+        for label, b in report.bursts:
+            lat = b.latencies_ms if len(b.latencies_ms) > 1 else [0.0, 0.0]
+            print(
+                f"{label:<16}{len(b.latencies_ms):>10}{b.failed:>8}{pct(lat, 50):>9.0f}"
+                f"{pct(lat, 99):>9.0f}{max(lat):>9.0f}  {b.failures or ''}"
+            )
 
     ttfc_overhead: float | None = None
     if report.streams:

@@ -41,6 +41,10 @@ class ServerConfig:
     # A WebSocket with no message and no event in flight for this long is closed
     # (Cloudflare's general proxy idle timeout).
     ws_idle_timeout: float = 270.0
+    # Connections the kernel queues for each listener before they are accepted.
+    # hypercorn's default of 100 resets some clients of a burst of a few hundred;
+    # the kernel caps the value at net.core.somaxconn.
+    backlog: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +135,14 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "upstream_first_byte_timeout": (int, float),
         "access_log": bool,
         "ws_idle_timeout": (int, float),
+        "backlog": int,
     }
     _check_keys(table, set(kinds), key)
     values = {name: _get(table, name, kinds[name], key) for name in table}
     for port in ("http_port", "ws_port"):
         if port in values:
             _in_range(values[port], 0, 65535, f"{key}.{port}")
-    for name in ("max_body_bytes", "upstream_max_connections"):
+    for name in ("max_body_bytes", "upstream_max_connections", "backlog"):
         if name in values and values[name] < 1:
             raise ConfigError(f"{key}.{name}: must be at least 1")
     for name in (

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 
 import orjson
 
+from engine import jsondoc
 from engine.config import GatewaySettings
 from engine.errors import INVALID_PROVIDER, GatewayError
 from engine.provider import ProviderSpec
@@ -142,8 +142,7 @@ def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
     body = request.body
     document = None
     if not spec.model_in_endpoint and body[:1] == b"{" and len(body) <= MODEL_SNIFF_LIMIT:
-        with suppress(orjson.JSONDecodeError):
-            document = orjson.loads(body)
+        document = jsondoc.peek(body)
     return StepPlan(
         index=0,
         provider=spec.slug,

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.urls import BaseURL
+
 
 def _same(endpoint: str) -> str:
     return endpoint
+
+
+def _same_base(base: BaseURL) -> BaseURL:
+    return base
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +26,15 @@ class ProviderSpec:
             `{account_id}` is filled from the request path.
         route: maps a step endpoint to the path below the base (Workers AI adds `run/`).
         model_in_endpoint: the model is named by the endpoint, not by the body's `model`.
+        normalize_base: brings a configured base URL to the form `route` expects,
+            so each documented spelling of a provider's base works.
     """
 
     slug: str
     base_url: str
     route: Callable[[str], str] = _same
     model_in_endpoint: bool = False
+    normalize_base: Callable[[BaseURL], BaseURL] = _same_base
 
     def model(self, endpoint: str, query: object) -> str | None:
         if self.model_in_endpoint:

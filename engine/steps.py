@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from engine import jsondoc
 from engine.errors import bad_request
 
 # Cloudflare documents no maximum; 20 keeps a request bounded.
@@ -48,11 +47,7 @@ class Step:
 
 def parse_body(body: bytes) -> list[Step]:
     """Parse a Universal body: an array of steps, or one step object."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise bad_request("Request body must be valid JSON") from None
-    return parse_steps(data)
+    return parse_steps(jsondoc.loads(body))
 
 
 def parse_steps(data: Any) -> list[Step]:
@@ -71,12 +66,8 @@ def parse_step(item: Any, index: int) -> Step:
     where = f"step {index}"
     if not isinstance(item, dict):
         raise bad_request(f"{where}: must be an object")
-    provider = item.get("provider")
-    if not isinstance(provider, str) or not provider:
-        raise bad_request(f"{where}: 'provider' must be a non-empty string")
-    endpoint = item.get("endpoint", "")
-    if not isinstance(endpoint, str):
-        raise bad_request(f"{where}: 'endpoint' must be a string")
+    provider = _required_string(item, "provider", where)
+    endpoint = _required_string(item, "endpoint", where)
     headers = item.get("headers", {})
     if headers is None:
         headers = {}
@@ -94,6 +85,8 @@ def parse_step(item: Any, index: int) -> Step:
         if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
             raise bad_request(f"{where}: header {name!r} is not a valid HTTP header")
     event_id = item.get("eventId")
+    if event_id is not None and not isinstance(event_id, str):
+        raise bad_request(f"{where}: 'eventId' must be a string")
     return Step(
         provider=provider,
         endpoint=endpoint,
@@ -101,8 +94,17 @@ def parse_step(item: Any, index: int) -> Step:
         query=item.get("query"),
         has_query="query" in item,
         config=_parse_config(item.get("config"), where),
-        event_id=event_id if isinstance(event_id, str) else None,
+        event_id=event_id,
     )
+
+
+def _required_string(item: dict[str, Any], name: str, where: str) -> str:
+    if name not in item:
+        raise bad_request(f"{where}: '{name}' is required")
+    value = item[name]
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"{where}: '{name}' must be a non-empty string")
+    return value
 
 
 def _parse_config(value: Any, where: str) -> StepConfig:

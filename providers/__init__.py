@@ -29,7 +29,7 @@ class Registry:
         self._resolved: dict[str, tuple[ProviderSpec, BaseURL]] = {}
         for slug, spec in BUILT_IN.items():
             base = (overrides or {}).get(slug) or parse_base_url(spec.base_url)
-            self._resolved[slug] = (spec, base)
+            self._resolved[slug] = (spec, spec.normalize_base(base))
         for slug, base in (overrides or {}).items():
             if slug.startswith("custom-"):
                 self._resolved[slug] = (ProviderSpec(slug=slug, base_url=str(base)), base)

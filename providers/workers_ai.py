@@ -1,9 +1,14 @@
 """Workers AI: model paths run under `.../ai/run/`, OpenAI-style `v1/...` under `.../ai/`.
 
-Both `@cf/...` and `run/@cf/...` endpoints are accepted.
+Endpoints may be written `@cf/...`, `run/@cf/...` or `v1/...`; a configured
+base URL may end in `.../ai` or `.../ai/run` (the form Cloudflare's provider
+table gives for model paths). Either way `run/` appears exactly once.
 """
 
+import dataclasses
+
 from engine.provider import ProviderSpec
+from engine.urls import BaseURL
 
 
 def _route(endpoint: str) -> str:
@@ -12,9 +17,16 @@ def _route(endpoint: str) -> str:
     return f"run/{endpoint}"
 
 
+def _normalize_base(base: BaseURL) -> BaseURL:
+    if base.path.endswith("/ai/run"):
+        return dataclasses.replace(base, path=base.path.removesuffix("/run"))
+    return base
+
+
 PROVIDER = ProviderSpec(
     slug="workers-ai",
     base_url="https://api.cloudflare.com/client/v4/accounts/{account_id}/ai",
     route=_route,
     model_in_endpoint=True,
+    normalize_base=_normalize_base,
 )

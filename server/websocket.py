@@ -18,7 +18,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
-from engine import routes
+from engine import jsondoc, routes
 from engine.auth import AUTH_SUBPROTOCOL, authorize
 from engine.config import GatewaySettings
 from engine.errors import GatewayError, bad_request
@@ -165,10 +165,7 @@ def _sender(ws: WebSocketConnection) -> Callable[[dict[str, Any]], Any]:
 
 
 def _parse_frame(message: str | bytes) -> dict[str, Any]:
-    try:
-        frame = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        raise bad_request("Frame must be a JSON object") from None
+    frame = jsondoc.loads(message, "Frame")
     if not isinstance(frame, dict):
         raise bad_request("Frame must be a JSON object")
     if frame.get("type") != "universal.create":
@@ -199,10 +196,16 @@ def _metadata(committed: Committed, prepared: Prepared) -> dict[str, Any]:
 
 
 def _json_or_text(data: bytes | str) -> Any:
+    """An upstream body as JSON to embed in a frame, or as text when it is not
+    JSON or nests too deep to be written back."""
     try:
-        return orjson.loads(data)
+        document = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        document = None
+    else:
+        if jsondoc.fits(document, data):
+            return document
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
 async def _answer(send: Any, committed: Committed, prepared: Prepared) -> None:

@@ -85,10 +85,28 @@ def gateway_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def stack(nursery: trio.Nursery, gateway_settings: dict[str, Any]) -> AsyncIterator[Stack]:
+def provider_settings() -> dict[str, Any]:
+    """Override in a test module (or parametrize) to change `[providers.*]` entries."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    nursery: trio.Nursery, gateway_settings: dict[str, Any], provider_settings: dict[str, Any]
+) -> AsyncIterator[Stack]:
     fake = FakeUpstream()
     fake_port = await nursery.start(fake.serve)
-    extra = {"gateways": gateway_settings} if gateway_settings else {}
+    up = f"http://127.0.0.1:{fake_port}"
+    extra = {
+        "gateways": gateway_settings,
+        "providers": {
+            slug: {
+                k: v.replace("{upstream}", up) if isinstance(v, str) else v
+                for k, v in table.items()
+            }
+            for slug, table in provider_settings.items()
+        },
+    }
     config = make_config(fake_port, **extra)
     shutdown = trio.Event()
     listening = await nursery.start(
