@@ -10,6 +10,7 @@ import orjson
 from engine import jsondoc
 from engine.config import GatewaySettings
 from engine.errors import INVALID_PROVIDER, GatewayError
+from engine.options import NO_OPTIONS, Options, parse_options
 from engine.provider import ProviderSpec
 from engine.retry import Handling, resolve_handling
 from engine.steps import Step, StepConfig
@@ -49,6 +50,10 @@ class StepPlan:
     headers: list[tuple[bytes, bytes]]  # host and content-length are added by the client
     body: bytes
     handling: Handling
+    spec: ProviderSpec
+    endpoint: str  # the step's endpoint, or the path below the provider (native)
+    options: Options = NO_OPTIONS  # step over request options; gateway settings apply below
+    warnings: tuple[str, ...] = ()  # option headers of this step that were ignored
 
 
 def cf_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -90,6 +95,32 @@ class Context:
     account_id: str
     request_cf: Mapping[str, str]  # the request's own cf-aig-* headers, lower-cased
     gateway: GatewaySettings
+    gateway_id: str = ""
+    request_type: str = "universal"  # universal | provider | compat | websocket | run
+    options: Options = NO_OPTIONS  # the request-level options, parsed from request_cf
+    warnings: tuple[str, ...] = ()  # request-level option headers that were ignored
+
+    @classmethod
+    def build(
+        cls,
+        resolve: Resolver,
+        account_id: str,
+        request_cf: Mapping[str, str],
+        gateway: GatewaySettings,
+        gateway_id: str = "",
+        request_type: str = "universal",
+    ) -> Context:
+        options, warnings = parse_options(request_cf)
+        return cls(
+            resolve,
+            account_id,
+            request_cf,
+            gateway,
+            gateway_id,
+            request_type,
+            options,
+            tuple(warnings),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +148,7 @@ def plan_step(step: Step, index: int, ctx: Context) -> StepPlan:
     if body and not any(name == b"content-type" for name, _ in headers):
         headers.append((b"content-type", b"application/json"))
     step_cf = cf_headers(step.headers)
+    options, warnings = parse_options(step_cf)
     return StepPlan(
         index=index,
         provider=spec.slug,
@@ -127,6 +159,10 @@ def plan_step(step: Step, index: int, ctx: Context) -> StepPlan:
         headers=headers,
         body=body,
         handling=resolve_handling(step.config, step_cf, ctx.request_cf, ctx.gateway),
+        spec=spec,
+        endpoint=step.endpoint,
+        options=options.over(ctx.options),
+        warnings=tuple(warnings),
     )
 
 
@@ -153,6 +189,9 @@ def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
         headers=upstream_headers(request.headers, "latin-1"),
         body=body,
         handling=resolve_handling(_NO_CONFIG, {}, ctx.request_cf, ctx.gateway),
+        spec=spec,
+        endpoint=path,
+        options=ctx.options,
     )
 
 

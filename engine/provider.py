@@ -1,9 +1,16 @@
-"""The declarative shape every provider module fills in (see `providers/`)."""
+"""The declarative shape every provider module fills in (see `providers/`).
+
+Everything the gateway's features need to know about a provider lives in its
+`ProviderSpec`: where it is, how it takes a credential (stored keys inject it,
+the cache hashes it), how to read the model and token usage (logs), which
+OpenAI-compatible translation `/compat` uses, and its realtime WebSocket path.
+No other module branches on a provider's name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from engine.urls import BaseURL
 
@@ -14,6 +21,41 @@ def _same(endpoint: str) -> str:
 
 def _same_base(base: BaseURL) -> BaseURL:
     return base
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """How a provider takes its credential.
+
+    Attributes:
+        header: the header a stored key is injected into (lower-case).
+        prefix: written before the key in that header ("Bearer ", "Token ", "Key ", "").
+        also: other headers a client may carry the credential in; read, never injected.
+        query: a query parameter that may carry it (Google's `key`).
+    """
+
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    also: tuple[str, ...] = ()
+    query: str | None = None
+
+    def credential(self, headers: Mapping[str, str]) -> str | None:
+        """The credential a request carries (header names lower-cased), prefix removed."""
+        for name in (self.header, *self.also):
+            value = headers.get(name)
+            if value:
+                for prefix in (self.prefix, "Bearer ", "bearer "):
+                    if prefix and value.startswith(prefix):
+                        return value[len(prefix) :].strip()
+                return value.strip()
+        return None
+
+    def inject(self, key: str) -> tuple[bytes, bytes]:
+        """The header that carries a stored key upstream."""
+        return self.header.encode("latin-1"), f"{self.prefix}{key}".encode("latin-1")
+
+
+BEARER = Auth()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +70,17 @@ class ProviderSpec:
         model_in_endpoint: the model is named by the endpoint, not by the body's `model`.
         normalize_base: brings a configured base URL to the form `route` expects,
             so each documented spelling of a provider's base works.
+        auth: how the provider takes a credential.
+        usage: the token-usage format of its responses, a family name that
+            `engine.usage` knows ("openai", "anthropic", "workers-ai", ...).
+        compat: how `/compat/chat/completions` reaches it: None (not offered),
+            "openai" (the body goes as is, `model` rewritten), or a translation
+            family of `engine.compat` ("anthropic", "google", ...).
+        compat_path: the endpoint compat calls for "openai"-style providers.
+        realtime_path: the provider's realtime WebSocket path below its base,
+            used when a realtime client names no path; None when it has none.
+        aliases: other slugs that name this provider (Cloudflare's realtime
+            `google` for `google-ai-studio`, compat's `perplexity`).
     """
 
     slug: str
@@ -35,6 +88,12 @@ class ProviderSpec:
     route: Callable[[str], str] = _same
     model_in_endpoint: bool = False
     normalize_base: Callable[[BaseURL], BaseURL] = _same_base
+    auth: Auth = BEARER
+    usage: str = "openai"
+    compat: str | None = None
+    compat_path: str = "chat/completions"
+    realtime_path: str | None = None
+    aliases: tuple[str, ...] = field(default=())
 
     def model(self, endpoint: str, query: object) -> str | None:
         if self.model_in_endpoint:

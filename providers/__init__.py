@@ -30,9 +30,17 @@ class Registry:
         for slug, spec in BUILT_IN.items():
             base = (overrides or {}).get(slug) or parse_base_url(spec.base_url)
             self._resolved[slug] = (spec, spec.normalize_base(base))
+            for alias in spec.aliases:
+                self._resolved.setdefault(alias, self._resolved[slug])
         for slug, base in (overrides or {}).items():
             if slug.startswith("custom-"):
-                self._resolved[slug] = (ProviderSpec(slug=slug, base_url=str(base)), base)
+                spec = ProviderSpec(
+                    slug=slug,
+                    base_url=str(base),
+                    compat="openai",
+                    compat_path="v1/chat/completions",
+                )
+                self._resolved[slug] = (spec, base)
 
     def resolve(self, slug: str) -> tuple[ProviderSpec, BaseURL] | None:
         return self._resolved.get(slug) or self._resolved.get(slug.lower())

@@ -2,4 +2,4 @@
 
 from engine.provider import ProviderSpec
 
-PROVIDER = ProviderSpec(slug="groq", base_url="https://api.groq.com/openai/v1")
+PROVIDER = ProviderSpec(slug="groq", base_url="https://api.groq.com/openai/v1", compat="openai")

@@ -2,4 +2,9 @@
 
 from engine.provider import ProviderSpec
 
-PROVIDER = ProviderSpec(slug="mistral", base_url="https://api.mistral.ai")
+PROVIDER = ProviderSpec(
+    slug="mistral",
+    base_url="https://api.mistral.ai",
+    compat="openai",
+    compat_path="v1/chat/completions",
+)

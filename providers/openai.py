@@ -2,4 +2,9 @@
 
 from engine.provider import ProviderSpec
 
-PROVIDER = ProviderSpec(slug="openai", base_url="https://api.openai.com/v1")
+PROVIDER = ProviderSpec(
+    slug="openai",
+    base_url="https://api.openai.com/v1",
+    compat="openai",
+    realtime_path="realtime",
+)

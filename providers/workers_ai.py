@@ -29,4 +29,6 @@ PROVIDER = ProviderSpec(
     route=_route,
     model_in_endpoint=True,
     normalize_base=_normalize_base,
+    usage="workers-ai",
+    compat="workers-ai",
 )

@@ -150,7 +150,13 @@ class GatewayApp:
         if credential is not None or route.kind != "universal":
             authorize(gateway, credential)
         body = await self._read_body(scope, receive)
-        ctx = self.universal.context(route.account_id, gateway, request_cf)
+        ctx = self.universal.context(
+            route.account_id,
+            gateway,
+            request_cf,
+            route.gateway_id,
+            "universal" if route.kind == "universal" else "provider",
+        )
         if route.kind == "universal":
             steps = parse_authorized(body, gateway, credential)
             prepared = self.universal.prepare(ctx, steps)
@@ -189,41 +195,61 @@ async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> No
 async def _relay(committed: Committed, prepared: Prepared, send: Send) -> str:
     """Send the committed response, relaying the body as it arrives."""
     response = committed.response
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": response_headers(committed, prepared),
-        }
-    )
+    status, headers = response.status, response_headers(committed, prepared)
+    if committed.transform is not None:
+        status, headers = committed.transform.head(status, headers)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    note = " client gone"
     try:
-        if committed.is_sse:
-            return await _relay_events(committed, send)
-        try:
-            while True:
-                chunk = await response.receive_some()
-                # The last piece goes with more_body=False: one send fewer per response.
-                more = not response.complete and bool(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": more})
-                if not more:
-                    break
-        except UpstreamUnavailable as exc:
-            # Returning with the body unfinished makes hypercorn close the
-            # connection, so the client sees a truncated body, not a clean end.
-            log.warning("body from step %d cut after commit: %s", committed.plan.index, exc)
-            return " incomplete"
-        return " failed-all" if committed.failed else ""
+        if committed.is_sse and committed.transform is None:
+            note = await _relay_events(committed, send)
+        else:
+            note = await _relay_body(committed, send)
+        return note
     finally:
+        await committed.finish(complete=note in ("", " failed-all"))
         with trio.CancelScope(shield=True):
             await response.aclose()
 
 
+async def _relay_body(committed: Committed, send: Send) -> str:
+    """A body relayed piece by piece, through the transform when there is one."""
+    response, transform, taps = committed.response, committed.transform, committed.taps
+    try:
+        chunk = committed.prefix or await response.receive_some()
+        while True:
+            if taps:
+                committed.feed(chunk)
+            # The last piece goes with more_body=False: one send fewer per response.
+            more = not response.complete and bool(chunk)
+            if transform is not None:
+                chunk = transform.feed(chunk) + (b"" if more else transform.finish())
+            if chunk or not more:
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            if not more:
+                break
+            chunk = await response.receive_some()
+    except UpstreamUnavailable as exc:
+        log.warning("body from step %d cut after commit: %s", committed.plan.index, exc)
+        if committed.is_sse:  # end a (translated) stream loudly, never quietly
+            body = error_event("Upstream stream ended unexpectedly", 2005)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        # Otherwise returning with the body unfinished makes hypercorn close the
+        # connection, so the client sees a truncated body, not a clean end.
+        return " incomplete"
+    return " failed-all" if committed.failed else ""
+
+
 async def _relay_events(committed: Committed, send: Send) -> str:
     relay = Relay()
-    response = committed.response
+    response, taps = committed.response, committed.taps
     chunk = committed.prefix
     try:
-        while not response.complete:
+        while True:
+            if taps:
+                committed.feed(chunk)
+            if response.complete:
+                break
             if out := relay.feed(chunk):
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             chunk = await response.receive_some()

@@ -7,7 +7,9 @@ the committed response to its wire format.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.config import Config, GatewaySettings
@@ -17,7 +19,13 @@ from engine.retry import Schedule
 from engine.steps import Step
 from providers import Registry
 from server.executor import Committed, execute
+from server.hooks import HookChain, Hooks
 from server.upstream import ConnectionPool
+
+log = logging.getLogger("gateway")
+# The same ignored-option warning is logged at most once per this many seconds.
+WARN_INTERVAL = 60.0
+_warned: dict[str, float] = {}
 
 # Response headers never passed from upstream to the client (hop-by-hop).
 _HOP_BY_HOP = frozenset(
@@ -35,28 +43,55 @@ _HOP_BY_HOP = frozenset(
 
 @dataclass(slots=True)
 class Prepared:
+    """One request, planned: its steps, its retry schedule and its ids."""
+
     plans: list[StepPlan]
     schedule: Schedule
     log_id: str
     event_id: str
+    ctx: Context
 
 
 class Universal:
-    """Everything a Universal request needs: config, providers and the one pool."""
+    """Everything a gateway request needs: config, providers, the one pool, the features.
 
-    def __init__(self, config: Config, registry: Registry, pool: ConnectionPool) -> None:
+    `features` are the hooks of the features in use (cache, logs, ...), called
+    in order; with none, requests take the plain path.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        pool: ConnectionPool,
+        features: list[Hooks] | None = None,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.pool = pool
+        self.hooks: Hooks | None = HookChain(features) if features else None
 
     def context(
-        self, account_id: str, gateway: GatewaySettings, request_cf: Mapping[str, str]
+        self,
+        account_id: str,
+        gateway: GatewaySettings,
+        request_cf: Mapping[str, str],
+        gateway_id: str = "",
+        request_type: str = "universal",
     ) -> Context:
-        return Context(self.registry.resolve, account_id, request_cf, gateway)
+        ctx = Context.build(
+            self.registry.resolve, account_id, request_cf, gateway, gateway_id, request_type
+        )
+        if ctx.warnings:
+            warn(ctx.warnings)
+        return ctx
 
     def prepare(self, ctx: Context, steps: list[Step], event_id: str | None = None) -> Prepared:
         """Plan a Universal request: every step, in order."""
         plans = [plan_step(step, index, ctx) for index, step in enumerate(steps)]
+        for plan in plans:
+            if plan.warnings:
+                warn(plan.warnings, f"step {plan.index}: ")
         return self._prepared(plans, ctx, event_id)
 
     def prepare_native(self, ctx: Context, request: NativeRequest) -> Prepared:
@@ -66,15 +101,12 @@ class Universal:
     def _prepared(self, plans: list[StepPlan], ctx: Context, event_id: str | None) -> Prepared:
         log_id = uuid7()
         schedule = Schedule([plan.handling for plan in plans], ctx.gateway.fallback_on)
-        event_id = event_id or ctx.request_cf.get("cf-aig-event-id") or log_id
-        return Prepared(plans, schedule, log_id, event_id)
+        event_id = event_id or ctx.options.event_id or log_id
+        return Prepared(plans, schedule, log_id, event_id, ctx)
 
     async def run(self, prepared: Prepared) -> Committed:
         return await execute(
-            self.pool,
-            prepared.plans,
-            prepared.schedule,
-            cap=self.config.server.upstream_first_byte_timeout,
+            self.pool, prepared, self.hooks, cap=self.config.server.upstream_first_byte_timeout
         )
 
 
@@ -101,3 +133,18 @@ def response_headers(committed: Committed, prepared: Prepared) -> list[tuple[byt
     headers = [(k, v) for k, v in committed.response.headers if k not in _HOP_BY_HOP]
     headers += gateway_headers(prepared, committed.plan.index, committed.plan)
     return headers
+
+
+def warn(messages: Iterable[str], where: str = "") -> None:
+    """Log ignored request options, each distinct message at most once a minute.
+
+    A client that sends the same bad header on every request must not flood the log.
+    """
+    now = time.monotonic()
+    for message in messages:
+        text = where + message
+        if now - _warned.get(text, -WARN_INTERVAL) >= WARN_INTERVAL:
+            if len(_warned) > 1024:
+                _warned.clear()
+            _warned[text] = now
+            log.warning("request option ignored: %s", text)

@@ -124,7 +124,9 @@ class WebSocketHandler:
             body = frame["request"]
             event_id = _event_id(body)
             steps = parse_steps(body)
-            ctx = self.universal.context(route.account_id, gateway, request_cf)
+            ctx = self.universal.context(
+                route.account_id, gateway, request_cf, route.gateway_id, "websocket"
+            )
             prepared = self.universal.prepare(ctx, steps, event_id)
             event_id = prepared.event_id
             committed = await self.universal.run(prepared)
@@ -184,7 +186,7 @@ def _event_id(body: Any) -> str | None:
 def _metadata(committed: Committed, prepared: Prepared) -> dict[str, Any]:
     content_type = committed.response.header(b"content-type") or b""
     return {
-        "cacheStatus": "MISS",
+        "cacheStatus": "HIT" if committed.cached else "MISS",
         "eventId": prepared.event_id,
         "logId": prepared.log_id,
         "step": str(committed.plan.index),
@@ -210,19 +212,27 @@ def _json_or_text(data: bytes | str) -> Any:
 
 async def _answer(send: Any, committed: Committed, prepared: Prepared) -> None:
     metadata = _metadata(committed, prepared)
-    response = committed.response
+    response, transform = committed.response, committed.transform
+    complete = False
     try:
         if not committed.is_sse:
             body = committed.prefix + await response.read_all(MAX_MESSAGE)
+            committed.feed(body)
+            if transform is not None:
+                body = transform.feed(body) + transform.finish()
             await send(
                 {"type": "universal.created", "metadata": metadata, "response": _json_or_text(body)}
             )
+            complete = True
             return
         await send({"type": "universal.created", "metadata": metadata})
         splitter = EventSplitter()
-        chunk = committed.prefix
+        chunk, ended = committed.prefix, False
         stream_meta = {"eventId": prepared.event_id}
         while True:
+            committed.feed(chunk)
+            if transform is not None:
+                chunk = transform.feed(chunk) + (transform.finish() if ended else b"")
             for block in splitter.feed(chunk):
                 event = parse_event(block)
                 if event is None or event.data == "[DONE]":
@@ -234,10 +244,12 @@ async def _answer(send: Any, committed: Committed, prepared: Prepared) -> None:
                         "response": _json_or_text(event.data),
                     }
                 )
-            chunk = await response.receive_some()
-            if not chunk:
+            if ended:
                 break
+            chunk = await response.receive_some()
+            ended = not chunk
         await send({"type": "universal.done", "metadata": metadata})
+        complete = True
     except UpstreamUnavailable as exc:
         log.warning("stream for event %s cut after commit: %s", prepared.event_id, exc)
         error = GatewayError(502, 2005, "Upstream stream ended unexpectedly")
@@ -249,5 +261,6 @@ async def _answer(send: Any, committed: Committed, prepared: Prepared) -> None:
             }
         )
     finally:
+        await committed.finish(complete)
         with trio.CancelScope(shield=True):
             await response.aclose()

@@ -1,0 +1,104 @@
+"""Where the gateway's features attach to a request: hooks, taps and transforms.
+
+The executor runs attempts and the transports relay the committed response;
+features (the cache, the request log, stored keys, `/compat` translation) do
+their work through three seams instead of editing that code:
+
+- `Hooks`: called by the executor around every attempt. `before_attempt` may
+  answer a step without going upstream (a cache hit); `after_attempt` sees
+  each attempt's outcome (a log row per attempt); `on_commit` may add taps and
+  a transform to the response the client will get.
+- `Tap`: sees every body byte of the committed upstream response as it is
+  relayed, and how the body ended. It observes; it never delays or changes
+  what the client gets (the cache stores a body, the log counts tokens).
+- `Transform`: rewrites the committed response on its way to the client
+  (`/compat` translates a provider's answer into OpenAI's shape).
+
+With no feature configured the lists are empty and a request pays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from engine.plan import StepPlan
+    from engine.retry import Attempt, Failure
+    from server.executor import Committed
+    from server.universal import Prepared
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Tap(Protocol):
+    def feed(self, chunk: bytes) -> None:
+        """Body bytes of the upstream response, in order, as they are relayed."""
+
+    async def finish(self, complete: bool) -> None:
+        """The body ended: `complete` is False when it was cut or the client left.
+
+        Runs shielded from cancellation, under a short deadline.
+        """
+
+
+class Transform(Protocol):
+    def head(self, status: int, headers: Headers) -> tuple[int, Headers]:
+        """The response head the client gets (a transform drops content-length)."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Upstream body bytes in, client body bytes out (possibly none yet)."""
+
+    def finish(self) -> bytes:
+        """What remains for the client once the upstream body is complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How one attempt ended, for the hooks that record attempts."""
+
+    attempt: Attempt
+    started: float  # trio.current_time() when the attempt began
+    first_byte: float | None  # when its response head arrived; None without one
+    failure: Failure | None  # None: this attempt committed
+    committed: Committed | None  # the response, when one arrived (failed or not)
+
+
+class Hooks:
+    """The no-op base: a feature overrides what it needs."""
+
+    async def before_attempt(
+        self, prepared: Prepared, plan: StepPlan, attempt: Attempt
+    ) -> Committed | None:
+        """An answer for this step without an upstream call, or None to go upstream."""
+        return None
+
+    def after_attempt(self, prepared: Prepared, plan: StepPlan, result: AttemptResult) -> None:
+        """Every attempt, failed or committed, once its outcome is known."""
+
+    def on_commit(self, prepared: Prepared, committed: Committed) -> None:
+        """The response the client gets: add taps or a transform here."""
+
+
+class HookChain(Hooks):
+    """Several features' hooks, called in order; the first stored answer wins."""
+
+    def __init__(self, hooks: Sequence[Hooks]) -> None:
+        self.hooks = tuple(hooks)
+
+    async def before_attempt(
+        self, prepared: Prepared, plan: StepPlan, attempt: Attempt
+    ) -> Committed | None:
+        for hook in self.hooks:
+            if (answer := await hook.before_attempt(prepared, plan, attempt)) is not None:
+                return answer
+        return None
+
+    def after_attempt(self, prepared: Prepared, plan: StepPlan, result: AttemptResult) -> None:
+        for hook in self.hooks:
+            hook.after_attempt(prepared, plan, result)
+
+    def on_commit(self, prepared: Prepared, committed: Committed) -> None:
+        for hook in self.hooks:
+            hook.on_commit(prepared, committed)
