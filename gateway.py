@@ -29,10 +29,12 @@ from trio_websocket import WebSocketServer
 from engine.config import Config, ConfigError, load_config
 from engine.urls import parse_base_url
 from providers import Registry, is_built_in
+from server.hooks import Hooks
 from server.http import GatewayApp
 from server.universal import Universal
 from server.upstream import ConnectionPool
 from server.websocket import MAX_MESSAGE, WebSocketHandler
+from stores.redis import Redis, open_redis
 
 log = logging.getLogger("gateway")
 DEFAULT_CONFIG = Path("gateway.toml")
@@ -92,7 +94,6 @@ async def serve(
         max_connections=server.upstream_max_connections,
         connect_timeout=server.upstream_connect_timeout,
     )
-    universal = Universal(config, Registry(config.providers), pool)
     hypercorn = HypercornConfig()
     hypercorn.bind = [f"{server.host}:{server.http_port}"]
     hypercorn.graceful_timeout = server.grace_period
@@ -102,7 +103,8 @@ async def serve(
     backlog = effective_backlog(server.backlog)
     hypercorn.backlog = backlog
     try:
-        async with trio.open_nursery() as root:
+        async with open_redis(server.redis_url) as redis, trio.open_nursery() as root:
+            universal = Universal(config, Registry(config.providers), pool, features(config, redis))
             binds = await root.start(
                 partial(
                     hypercorn_serve,
@@ -129,6 +131,11 @@ async def serve(
     finally:
         with trio.CancelScope(shield=True):
             await pool.aclose()
+
+
+def features(config: Config, redis: Redis | None) -> list[Hooks]:
+    """The hooks of the features in use, in the order they see each attempt."""
+    return []
 
 
 def effective_backlog(configured: int) -> int:

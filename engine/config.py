@@ -45,6 +45,8 @@ class ServerConfig:
     # hypercorn's default of 100 resets some clients of a burst of a few hundred;
     # the kernel caps the value at net.core.somaxconn.
     backlog: int = 4096
+    # Shared cache and rate-limit state; None keeps both in this process's memory.
+    redis_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "access_log": bool,
         "ws_idle_timeout": (int, float),
         "backlog": int,
+        "redis_url": str,
     }
     _check_keys(table, set(kinds), key)
     values = {name: _get(table, name, kinds[name], key) for name in table}
@@ -153,6 +156,9 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
     ):
         if name in values and values[name] <= 0:
             raise ConfigError(f"{key}.{name}: must be a positive number of seconds")
+    url = values.get("redis_url")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{key}.redis_url: must start with redis://, rediss:// or unix://")
     return ServerConfig(**values)
 
 
