@@ -102,3 +102,24 @@ class HookChain(Hooks):
     def on_commit(self, prepared: Prepared, committed: Committed) -> None:
         for hook in self.hooks:
             hook.on_commit(prepared, committed)
+
+
+class _Chained:
+    """Two transforms, the first one's output fed to the second."""
+
+    def __init__(self, first: Transform, second: Transform) -> None:
+        self.first, self.second = first, second
+
+    def head(self, status: int, headers: Headers) -> tuple[int, Headers]:
+        return self.second.head(*self.first.head(status, headers))
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self.second.feed(self.first.feed(chunk))
+
+    def finish(self) -> bytes:
+        return self.second.feed(self.first.finish()) + self.second.finish()
+
+
+def chain(first: Transform | None, then: Transform) -> Transform:
+    """Add `then` after an existing transform (features never overwrite each other's)."""
+    return then if first is None else _Chained(first, then)
