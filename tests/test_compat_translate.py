@@ -391,20 +391,11 @@ BEDROCK_BODY = {
         }
     },
 }
+# Cohere and Workers AI take OpenAI's messages; developer becomes system, text parts a string.
 OPENAI_MESSAGES = [
     {"role": "system", "content": "Be brief."},
     {"role": "system", "content": "Answer in English."},
-    {
-        "role": "user",
-        "content": [
-            {"type": "text", "text": "What is in this picture?"},
-            {"type": "image_url", "image_url": {"url": PNG}},
-        ],
-    },
-    {"role": "assistant", "content": "A cat. Checking the weather.", "tool_calls": CALLS},
-    {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 21}'},
-    {"role": "tool", "tool_call_id": "call_2", "content": "14:05"},
-    {"role": "user", "content": "Thanks. And tomorrow?"},
+    *CHAT["messages"][2:],
 ]
 COHERE_BODY = {
     "model": "command-a-03-2025",
@@ -690,6 +681,15 @@ def google_response(finish_reason: str = "STOP", call: bool = True) -> dict[str,
     }
 
 
+BEDROCK_USAGE = {
+    "inputTokens": 100,
+    "outputTokens": 20,
+    "totalTokens": 470,
+    "cacheReadInputTokens": 300,
+    "cacheWriteInputTokens": 50,
+}
+
+
 def bedrock_output(stop_reason: str = "tool_use") -> dict[str, Any]:
     return {
         "output": {
@@ -708,13 +708,7 @@ def bedrock_output(stop_reason: str = "tool_use") -> dict[str, Any]:
             }
         },
         "stopReason": stop_reason,
-        "usage": {
-            "inputTokens": 100,
-            "outputTokens": 20,
-            "totalTokens": 470,
-            "cacheReadInputTokens": 300,
-            "cacheWriteInputTokens": 50,
-        },
+        "usage": BEDROCK_USAGE,
         "metrics": {"latencyMs": 512},
     }
 
@@ -1071,13 +1065,7 @@ BEDROCK_STREAM = b"".join(
         converse_event(
             "metadata",
             {
-                "usage": {
-                    "inputTokens": 100,
-                    "outputTokens": 20,
-                    "totalTokens": 470,
-                    "cacheReadInputTokens": 300,
-                    "cacheWriteInputTokens": 50,
-                },
+                "usage": BEDROCK_USAGE,
                 "metrics": {"latencyMs": 100},
             },
         ),

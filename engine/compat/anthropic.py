@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from engine.compat.base import JSON, UpstreamCall, translating
+from engine.compat.base import JSON, UpstreamCall, translating, upstream_call
 from engine.compat.chat import Chat, Image, Message, Text, Tool, parse_chat
 from engine.compat.errors import error_fields, error_type, translate_error
 from engine.compat.openai_shape import Usage, choice, completion, completion_id, count, tool_call
@@ -32,7 +32,7 @@ from engine.compat.streaming import SSEStream
 from engine.sse import Event
 
 DEFAULT_MAX_TOKENS = 4096
-VERSION = b"2023-06-01"
+HEADERS = (*JSON, (b"anthropic-version", b"2023-06-01"))
 FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -47,13 +47,7 @@ TOOL_CHOICES = {"auto": "auto", "required": "any", "function": "tool", "none": "
 
 def request(chat: dict[str, Any], model: str) -> UpstreamCall:
     parsed = parse_chat(chat)
-    return UpstreamCall(
-        "v1/messages",
-        orjson.dumps(body(parsed, model)),
-        (*JSON, (b"anthropic-version", VERSION)),
-        stream=parsed.stream,
-        include_usage=parsed.include_usage,
-    )
+    return upstream_call("v1/messages", body(parsed, model), parsed, HEADERS)
 
 
 def body(chat: Chat, model: str) -> dict[str, Any]:
@@ -179,14 +173,6 @@ def response(body_: bytes, model: str) -> bytes:
         )
 
 
-def error(status: int, body_: bytes) -> bytes:
-    return translate_error(status, body_)
-
-
-def stream(model: str, include_usage: bool) -> AnthropicStream:
-    return AnthropicStream(model, include_usage)
-
-
 class AnthropicStream(SSEStream):
     """message_start, content_block_start/delta/stop, message_delta, message_stop, ping, error."""
 
@@ -224,3 +210,7 @@ class AnthropicStream(SSEStream):
         elif kind == "error":
             message, type_, code, _ = error_fields(data)
             self.fail(message or "The provider reported an error", type_ or error_type(500), code)
+
+
+stream = AnthropicStream
+error = translate_error  # one reader serves every family's error bodies

@@ -7,6 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
+from engine.compat.chat import Chat
 from engine.compat.openai_shape import Usage
 from engine.errors import PROVIDER_FAILED, GatewayError
 
@@ -49,6 +52,12 @@ class UpstreamCall:
     include_usage: bool = False
 
 
+def upstream_call(
+    path: str, body: dict[str, Any], chat: Chat, headers: tuple[tuple[bytes, bytes], ...] = JSON
+) -> UpstreamCall:
+    return UpstreamCall(path, orjson.dumps(body), headers, chat.stream, chat.include_usage)
+
+
 class StreamTranslator(Protocol):
     """Upstream stream bytes in, OpenAI SSE bytes out, one complete event at a time.
 
@@ -68,7 +77,7 @@ class StreamTranslator(Protocol):
 
 
 class Translator(Protocol):
-    """One API family. Each family module implements it with module-level functions."""
+    """One API family; each family module is one, through its module-level names."""
 
     def request(self, chat: dict[str, Any], model: str) -> UpstreamCall:
         """Validate an OpenAI body (GatewayError 2019 naming the field) and translate it."""

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import orjson
 
-from engine.compat.base import JSON, SHAPE_ERRORS, UpstreamCall, translating
+from engine.compat.base import SHAPE_ERRORS, UpstreamCall, translating, upstream_call
 from engine.compat.chat import Chat, Image, Message, Text, bad_format, parse_chat
 from engine.compat.errors import error_type, translate_error
 from engine.compat.eventstream import Decoder, EventStreamError
@@ -52,13 +52,7 @@ def request(chat: dict[str, Any], model: str) -> UpstreamCall:
     parsed = parse_chat(chat)
     operation = "converse-stream" if parsed.stream else "converse"
     path = f"model/{quote(model, safe='')}/{operation}"
-    return UpstreamCall(
-        path,
-        orjson.dumps(body(parsed)),
-        JSON,
-        stream=parsed.stream,
-        include_usage=parsed.include_usage,
-    )
+    return upstream_call(path, body(parsed), parsed)
 
 
 def body(chat: Chat) -> dict[str, Any]:
@@ -176,14 +170,6 @@ def response(body_: bytes, model: str) -> bytes:
         return completion(completion_id(), model, choices, usage(data.get("usage")))
 
 
-def error(status: int, body_: bytes) -> bytes:
-    return translate_error(status, body_)
-
-
-def stream(model: str, include_usage: bool) -> BedrockStream:
-    return BedrockStream(model, include_usage)
-
-
 class BedrockStream(ChunkStream):
     """messageStart, contentBlockStart/Delta/Stop, messageStop, metadata; exceptions."""
 
@@ -242,3 +228,7 @@ class BedrockStream(ChunkStream):
             self.usage = usage(data.get("usage")) or self.usage
             if self.finish_reasons:
                 self.close()
+
+
+stream = BedrockStream
+error = translate_error  # one reader serves every family's error bodies

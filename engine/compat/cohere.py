@@ -20,10 +20,19 @@ from typing import Any
 
 import orjson
 
-from engine.compat.base import JSON, UpstreamCall, translating
-from engine.compat.chat import Chat, Image, Message, Text, parse_chat
+from engine.compat.base import UpstreamCall, translating, upstream_call
+from engine.compat.chat import Chat, Message, parse_chat
 from engine.compat.errors import error_fields, error_type, translate_error
-from engine.compat.openai_shape import Usage, choice, completion, completion_id, count, tool_call
+from engine.compat.openai_shape import (
+    Usage,
+    choice,
+    completion,
+    completion_id,
+    content,
+    count,
+    function_tool,
+    tool_call,
+)
 from engine.compat.streaming import SSEStream
 from engine.sse import Event
 
@@ -37,13 +46,7 @@ FINISH_REASONS = {
 
 def request(chat: dict[str, Any], model: str) -> UpstreamCall:
     parsed = parse_chat(chat)
-    return UpstreamCall(
-        "v2/chat",
-        orjson.dumps(body(parsed, model)),
-        JSON,
-        stream=parsed.stream,
-        include_usage=parsed.include_usage,
-    )
+    return upstream_call("v2/chat", body(parsed, model), parsed)
 
 
 def body(chat: Chat, model: str) -> dict[str, Any]:
@@ -52,17 +55,7 @@ def body(chat: Chat, model: str) -> dict[str, Any]:
     if chat.tool_choice == "function":
         tools = tuple(tool for tool in tools if tool.name == chat.tool_name)
     if tools:
-        out["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description or "",
-                    "parameters": tool.parameters,
-                },
-            }
-            for tool in tools
-        ]
+        out["tools"] = [function_tool(tool) for tool in tools]
         if chat.tool_choice in ("required", "function"):
             out["tool_choice"] = "REQUIRED"
         elif chat.tool_choice == "none":
@@ -92,22 +85,11 @@ def body(chat: Chat, model: str) -> dict[str, Any]:
 def _message(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text}
-    if message.role != "user" or not any(isinstance(p, Image) for p in message.parts):
-        out: dict[str, Any] = {"role": message.role}
-        if message.text or not message.tool_calls:
-            out["content"] = message.text
-    else:
-        content: list[dict[str, Any]] = []
-        for part in message.parts:
-            if isinstance(part, Text):
-                content.append({"type": "text", "text": part.text})
-            else:
-                content.append({"type": "image_url", "image_url": {"url": part.url}})
-        out = {"role": "user", "content": content}
+    out: dict[str, Any] = {"role": message.role}
+    if (text_or_parts := content(message)) or not message.tool_calls:
+        out["content"] = text_or_parts
     if message.tool_calls:
-        out["tool_calls"] = [
-            tool_call(call.id, call.name, call.arguments) for call in message.tool_calls
-        ]
+        out["tool_calls"] = [tool_call(c.id, c.name, c.arguments) for c in message.tool_calls]
     return out
 
 
@@ -138,14 +120,6 @@ def response(body_: bytes, model: str) -> bytes:
         reason = FINISH_REASONS.get(data.get("finish_reason"), "stop")
         choices = [choice(0, "".join(texts) if texts else None, calls, reason)]
         return completion(completion_id(data.get("id")), model, choices, usage(data.get("usage")))
-
-
-def error(status: int, body_: bytes) -> bytes:
-    return translate_error(status, body_)
-
-
-def stream(model: str, include_usage: bool) -> CohereStream:
-    return CohereStream(model, include_usage)
 
 
 class CohereStream(SSEStream):
@@ -187,3 +161,7 @@ class CohereStream(SSEStream):
         elif kind == "error" or data.get("error"):
             text, type_, code, _ = error_fields(data)
             self.fail(text or "The provider reported an error", type_ or error_type(500), code)
+
+
+stream = CohereStream
+error = translate_error  # one reader serves every family's error bodies

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from engine.compat.base import JSON, UpstreamCall, translating
+from engine.compat.base import UpstreamCall, translating, upstream_call
 from engine.compat.chat import Chat, Image, Message, Text, bad_format, parse_chat
 from engine.compat.errors import error_fields, error_type, translate_error
 from engine.compat.openai_shape import Usage, choice, completion, completion_id, count, tool_call
@@ -59,13 +59,7 @@ def request(chat: dict[str, Any], model: str) -> UpstreamCall:
     parsed = parse_chat(chat, several_choices=True)
     name = model.removeprefix("models/")
     method = "streamGenerateContent?alt=sse" if parsed.stream else "generateContent"
-    return UpstreamCall(
-        f"v1beta/models/{name}:{method}",
-        orjson.dumps(body(parsed)),
-        JSON,
-        stream=parsed.stream,
-        include_usage=parsed.include_usage,
-    )
+    return upstream_call(f"v1beta/models/{name}:{method}", body(parsed), parsed)
 
 
 def body(chat: Chat) -> dict[str, Any]:
@@ -228,14 +222,6 @@ def response(body_: bytes, model: str) -> bytes:
         return completion(completion_id_, upstream_model, choices, usage(data.get("usageMetadata")))
 
 
-def error(status: int, body_: bytes) -> bytes:
-    return translate_error(status, body_)
-
-
-def stream(model: str, include_usage: bool) -> GoogleStream:
-    return GoogleStream(model, include_usage)
-
-
 class GoogleStream(SSEStream):
     """Each event is a whole GenerateContentResponse; the stream has no end marker."""
 
@@ -270,3 +256,7 @@ class GoogleStream(SSEStream):
                 )
         if not data.get("candidates") and (data.get("promptFeedback") or {}).get("blockReason"):
             self.end("content_filter")
+
+
+stream = GoogleStream
+error = translate_error  # one reader serves every family's error bodies

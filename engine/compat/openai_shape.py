@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from engine.compat.chat import Image, Message, Text, Tool
 from engine.ids import uuid7
 
 DONE = b"data: [DONE]\n\n"
@@ -71,6 +72,28 @@ def now() -> int:
 
 def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def function_tool(tool: Tool) -> dict[str, Any]:
+    """A tool declared OpenAI's way, which Cohere and Workers AI also take."""
+    function = {
+        "name": tool.name,
+        "description": tool.description or "",
+        "parameters": tool.parameters,
+    }
+    return {"type": "function", "function": function}
+
+
+def content(message: Message) -> str | list[dict[str, Any]]:
+    """OpenAI-style message content: a string for text alone, else text and image_url parts."""
+    if not any(isinstance(part, Image) for part in message.parts):
+        return message.text
+    return [
+        {"type": "text", "text": part.text}
+        if isinstance(part, Text)
+        else {"type": "image_url", "image_url": {"url": part.url}}
+        for part in message.parts
+    ]
 
 
 def choice(

@@ -21,10 +21,19 @@ from typing import Any
 
 import orjson
 
-from engine.compat.base import JSON, UpstreamCall, translating
-from engine.compat.chat import Chat, Image, Message, Text, parse_chat
+from engine.compat.base import UpstreamCall, translating, upstream_call
+from engine.compat.chat import Chat, Message, parse_chat
 from engine.compat.errors import error_fields, error_type, translate_error
-from engine.compat.openai_shape import Usage, choice, completion, completion_id, count, tool_call
+from engine.compat.openai_shape import (
+    Usage,
+    choice,
+    completion,
+    completion_id,
+    content,
+    count,
+    function_tool,
+    tool_call,
+)
 from engine.compat.streaming import SSEStream
 from engine.sse import Event, is_error_event
 
@@ -34,29 +43,13 @@ FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 def request(chat: dict[str, Any], model: str) -> UpstreamCall:
     parsed = parse_chat(chat)
     path = model if model.startswith("run/") else f"run/{model}"
-    return UpstreamCall(
-        path,
-        orjson.dumps(body(parsed)),
-        JSON,
-        stream=parsed.stream,
-        include_usage=parsed.include_usage,
-    )
+    return upstream_call(path, body(parsed), parsed)
 
 
 def body(chat: Chat) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": [_message(m) for m in chat.messages]}
     if chat.tools and chat.tool_choice != "none":
-        out["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description or "",
-                    "parameters": tool.parameters,
-                },
-            }
-            for tool in chat.tools
-        ]
+        out["tools"] = [function_tool(tool) for tool in chat.tools]
     for name in (
         "max_tokens",
         "temperature",
@@ -78,22 +71,11 @@ def body(chat: Chat) -> dict[str, Any]:
 
 
 def _message(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role}
-    if any(isinstance(part, Image) for part in message.parts):
-        out["content"] = [
-            {"type": "text", "text": part.text}
-            if isinstance(part, Text)
-            else {"type": "image_url", "image_url": {"url": part.url}}
-            for part in message.parts
-        ]
-    else:
-        out["content"] = message.text
+    out: dict[str, Any] = {"role": message.role, "content": content(message)}
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
     if message.tool_calls:
-        out["tool_calls"] = [
-            tool_call(call.id, call.name, call.arguments) for call in message.tool_calls
-        ]
+        out["tool_calls"] = [tool_call(c.id, c.name, c.arguments) for c in message.tool_calls]
     return out
 
 
@@ -157,14 +139,6 @@ def response(body_: bytes, model: str) -> bytes:
         return completion(id_, upstream_model, choices, usage(result.get("usage")))
 
 
-def error(status: int, body_: bytes) -> bytes:
-    return translate_error(status, body_)
-
-
-def stream(model: str, include_usage: bool) -> WorkersAIStream:
-    return WorkersAIStream(model, include_usage)
-
-
 class WorkersAIStream(SSEStream):
     """`data: {"response": "tok"}` ... a last event with `usage` ... `data: [DONE]`."""
 
@@ -206,3 +180,7 @@ class WorkersAIStream(SSEStream):
                 self.tool_start(key, call["id"], function.get("name", ""), arguments)
             else:
                 self.tool_arguments(key, function.get("arguments") or "")
+
+
+stream = WorkersAIStream
+error = translate_error  # one reader serves every family's error bodies
