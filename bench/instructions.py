@@ -99,7 +99,8 @@ def measure(requests: int, stream: bool, static: bool, chunks: int) -> int:
         )
         cmd = [sys.executable, "gateway.py", "--config", str(config), "--port", str(port)]
         cmd += ["--ws-port", str(free_port())]
-    valgrind = [_valgrind(), "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    valgrind = [_valgrind(), "--tool=callgrind", "--instr-atstart=no"]
+    valgrind.append(f"--callgrind-out-file={out}")
     proc = subprocess.Popen(
         [*pin.prefix(1), *valgrind, *cmd],
         cwd=ROOT,
