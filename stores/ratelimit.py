@@ -51,7 +51,7 @@ class MemoryRateLimits:
     """Counters in this process: exact, and not shared with other instances."""
 
     def __init__(self, clock: Clock | None = None) -> None:
-        self.clock = clock
+        self.clock = clock or trio_epoch_clock()
         self._state: dict[tuple[str, str, int], FixedCounter | SlidingLog] = {}
 
     async def hit(self, gateway_id: str, rule: RateLimit) -> Decision:
@@ -65,8 +65,6 @@ class MemoryRateLimits:
             state = self._state[key] = (
                 SlidingLog() if rule.technique == "sliding" else FixedCounter()
             )
-        if self.clock is None:  # made on first use, inside the trio run
-            self.clock = trio_epoch_clock()
         return state.hit(rule, self.clock())
 
 
