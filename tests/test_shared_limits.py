@@ -69,9 +69,11 @@ async def gateway_process(config: Path, log: Path) -> AsyncIterator[str]:
         )
     try:
         with trio.fail_after(20):
-            while not (found := re.search(r"HTTP listening on (http://\S+)", await read(log))):
-                assert process.poll() is None, await read(log)
+            while "WebSocket listening on" not in (text := await read(log)):
+                assert process.poll() is None, text
                 await trio.sleep(0.05)
+        found = re.search(r"HTTP listening on (http://\S+)", text)
+        assert found is not None
         yield found[1]
     finally:
         process.terminate()  # by the PID we started
