@@ -5,8 +5,8 @@ Every scenario runs DIRECT (client -> fake upstream) and THROUGH the gateway (cl
 cost on this machine rather than a number that only means something on the author's laptop.
 The gateway gets CPU 1 to itself; the fake upstream, wrk and the stream client share CPU 0.
 
-    .venv/bin/python bench/run.py                   (what `make bench` runs; about 4 minutes)
-    .venv/bin/python bench/run.py --only ratelimit  (section g alone; about 2 minutes)
+    .venv/bin/python bench/run.py                   (what `make bench` runs; about 5 minutes)
+    .venv/bin/python bench/run.py --only ratelimit  (section g alone; about 3.5 minutes)
 
 It is a report, not a test: missed targets still exit 0. It exits 1 only when something failed
 to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-C.
