@@ -4,10 +4,11 @@ The limit is set far above what the load can reach (10^9 per minute), so no
 request is refused and the difference is the check itself. Memory and "none"
 are two gateways of one gateway process; Redis needs `[server] redis_url`, so
 it runs in a second gateway process that also serves a "none" gateway, its own
-baseline. The variants take turns, several rounds each, so drift on a shared
-2-core machine hits them alike; the median round is reported.
+baseline. The variants take turns, several rounds each, each round starting
+with a different one, so drift on a shared 2-core machine hits them alike; the
+median round is reported.
 
-    .venv/bin/python bench/run.py --only ratelimit     (about 2 minutes)
+    .venv/bin/python bench/run.py --only ratelimit     (about 3.5 minutes)
 """
 
 from __future__ import annotations
