@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,7 @@ def stored_key(value: Any, key: str, environ: Mapping[str, str]) -> Secret:
 
 
 def stored_keys(
-    table: Any, key: str, environ: Mapping[str, str], is_provider: Any
+    table: Any, key: str, environ: Mapping[str, str], is_provider: Callable[[str], bool]
 ) -> Mapping[str, Mapping[str, Secret]]:
     """`[gateways.ID.keys.PROVIDER]` tables: provider -> alias -> key."""
     if not isinstance(table, Mapping):
