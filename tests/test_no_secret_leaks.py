@@ -40,7 +40,7 @@ async def test_no_secret_anywhere(nursery: trio.Nursery, tmp_path: Path) -> None
     data_dir = tmp_path / "data"
     config = tmp_path / "gateway.toml"
     config.write_text(
-        f'[server]\ndata_dir = "{data_dir}"\nws_port = 0\naccess_log = true\n'
+        f'[server]\ndata_dir = "{data_dir}"\nws_port = 0\naccess_log = true\ngrace_period = 1\n'
         f'[providers.openai]\nbase_url = "http://127.0.0.1:{port}/v1"\n'
         f'[providers.anthropic]\nbase_url = "http://127.0.0.1:{port}"\n'
         "[gateways.team]\n"

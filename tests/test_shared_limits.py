@@ -86,7 +86,7 @@ async def read(path: Path) -> str:
 
 def write_config(path: Path, fake_port: int, redis_url: str, gateways: str) -> Path:
     path.write_text(
-        f'[server]\nredis_url = "{redis_url}"\nws_port = 0\n'
+        f'[server]\nredis_url = "{redis_url}"\nws_port = 0\ngrace_period = 1\n'
         f'[providers.openai]\nbase_url = "http://127.0.0.1:{fake_port}/v1"\n{gateways}'
     )
     return path
