@@ -16,10 +16,11 @@ from __future__ import annotations
 import shutil
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from constants import HOST, BenchError
+from constants import HOST, ROOT, BenchError
 from load import Target, make_targets, run_wrk, sanity_check
 from processes import Pinning, Service, free_port, start, start_gateway
 
@@ -43,6 +44,7 @@ class RateLimitReport:
 
     rps: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     cpu_us: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    check_us: dict[str, float] = field(default_factory=dict)  # in-process, CPU per check
     problems: list[str] = field(default_factory=list)
 
     def median(self, variant: str, connections: int) -> float:
@@ -81,6 +83,63 @@ def _target(base: Target, gateway: Service, gateway_id: str) -> Target:
     )
 
 
+CHECKS = 20_000  # in-process checks per variant
+
+
+def measure_checks(redis_port: int) -> dict[str, float]:
+    """CPU microseconds one admission costs, in this process: `Controls.admit` and release.
+
+    Independent of the HTTP load and far steadier than it; set against the
+    gateway's CPU per request, it is the check's share of a request.
+    """
+    sys.path.insert(0, str(ROOT))
+    import trio
+
+    from engine.config import load_config
+    from providers import is_built_in
+    from server.controls import Controls
+    from stores.redis import open_redis
+
+    limited = {"limit": 10**9, "interval": 60}
+    config = load_config(
+        {
+            "gateways": {
+                "fixed": {"rate_limit": limited},
+                "sliding": {"rate_limit": {**limited, "technique": "sliding"}},
+            }
+        },
+        is_built_in,
+    )
+    out: dict[str, float] = {}
+
+    async def time_checks(controls: Controls, name: str, gateway_id: str) -> None:
+        gateway = config.gateway(gateway_id)
+        for _ in range(100):  # warm-up (Redis: loads the script)
+            with await controls.admit(gateway_id, gateway):
+                pass
+        start = time.process_time()
+        for _ in range(CHECKS):
+            with await controls.admit(gateway_id, gateway):
+                pass
+        out[name] = (time.process_time() - start) / CHECKS * 1e6
+
+    async def main() -> None:
+        local = Controls.build(config, None)
+        for name, gateway_id in (
+            ("none", "none"),
+            ("memory", "fixed"),
+            ("memory sliding", "sliding"),
+        ):
+            await time_checks(local, name, gateway_id)
+        async with open_redis(f"redis://{HOST}:{redis_port}/0") as redis:
+            shared = Controls.build(config, redis)
+            await time_checks(shared, "redis", "fixed")
+            await time_checks(shared, "redis sliding", "sliding")
+
+    trio.run(main)
+    return out
+
+
 def run_ratelimit(
     pin: Pinning, fake: Service, work: Path, services: list[Service]
 ) -> RateLimitReport:
@@ -106,6 +165,11 @@ def run_ratelimit(
         plain = make_targets(fake, gateway, work, stream=False)[1]
         targets[variant] = (_target(plain, gateway, gateway_id), gateway)
         sanity_check(targets[variant][0])
+    report.check_us = measure_checks(redis.port)
+    print(
+        "  in-process CPU per check: "
+        + ", ".join(f"{k} {v:.1f} us" for k, v in report.check_us.items())
+    )
     for connections in (1, 64):
         print(f"  c={connections}: {ROUNDS} rounds of {SECONDS} s per variant, in turn")
         for round_ in range(ROUNDS):
@@ -147,6 +211,15 @@ def print_ratelimit(report: RateLimitReport) -> None:
                 f"{report.median_cpu(variant, connections):>12,.0f}"
                 f"{rps_cost:>+12.1%}{cpu_cost:>+10.1%}  {runs}"
             )
+    if report.check_us and ("none", 64) in report.cpu_us:
+        request = report.median_cpu("none", 64)
+        print(
+            f"in-process CPU per admission (Controls.admit and release, {CHECKS:,} each), "
+            f"as a share of a 'none' request's {request:,.0f} us at c=64:"
+        )
+        for name, us in report.check_us.items():
+            extra = us - report.check_us["none"]
+            print(f"  {name:<20}{us:>8.1f} us   added {extra:>7.1f} us = {extra / request:+.2%}")
     if ("memory", 64) in report.rps:
         rps_cost, cpu_cost = report.cost("memory", 64)
         ok = "met" if max(rps_cost, cpu_cost) < MAX_MEMORY_COST else "NOT MET"
