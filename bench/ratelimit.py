@@ -167,7 +167,7 @@ def run_ratelimit(
         sanity_check(targets[variant][0])
     report.check_us = measure_checks(redis.port)
     print(
-        "  in-process CPU per check: "
+        "  in-process CPU per admission: "
         + ", ".join(f"{k} {v:.1f} us" for k, v in report.check_us.items())
     )
     for connections in (1, 64):
