@@ -27,8 +27,10 @@ from hypercorn.trio import serve as hypercorn_serve
 from trio_websocket import WebSocketServer
 
 from engine.config import Config, ConfigError, load_config
+from engine.limits import HEAD_SLACK
 from engine.urls import parse_base_url
 from providers import Registry, is_built_in
+from server.controls import Controls
 from server.hooks import Hooks
 from server.http import GatewayApp
 from server.universal import Universal
@@ -72,7 +74,6 @@ def warn_unimplemented(config: Config) -> None:
     for name, settings in config.gateways.items():
         unused = {
             "cache_ttl": settings.cache_ttl > 0,
-            "rate_limit": settings.rate_limit is not None,
             "collect_logs": not settings.collect_logs,
         }
         for key, is_set in unused.items():
@@ -100,11 +101,19 @@ async def serve(
     hypercorn.accesslog = None
     hypercorn.errorlog = logging.getLogger("hypercorn.error")
     hypercorn.include_server_header = False
+    # Above the gateway's own header limit, so a large head gets its 431 envelope.
+    hypercorn.h11_max_incomplete_size = server.max_header_bytes + HEAD_SLACK
     backlog = effective_backlog(server.backlog)
     hypercorn.backlog = backlog
     try:
         async with open_redis(server.redis_url) as redis, trio.open_nursery() as root:
-            universal = Universal(config, Registry(config.providers), pool, features(config, redis))
+            universal = Universal(
+                config,
+                Registry(config.providers),
+                pool,
+                features(config, redis),
+                Controls.build(config, redis),
+            )
             binds = await root.start(
                 partial(
                     hypercorn_serve,

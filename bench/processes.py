@@ -121,21 +121,31 @@ def start_fake(pin: Pinning, port: int, work: Path) -> Service:
 
 
 def start_gateway(
-    pin: Pinning, fake_port: int, work: Path, access_log: bool, backlog: int | None = None
+    pin: Pinning,
+    fake_port: int,
+    work: Path,
+    access_log: bool,
+    backlog: int | None = None,
+    extra: str = "",
+    server_extra: str = "",
 ) -> Service:
+    """A gateway; `extra` is more TOML (gateways), `server_extra` more [server] lines."""
     http_port, tag = free_port(), "on" if access_log else "off"
     if backlog is not None:
         tag += f"-backlog-{backlog}"
+    tag += "-gateways" if extra else ""
+    tag += "-redis" if "redis_url" in server_extra else ""
     config = work / f"gateway-log-{tag}.toml"
     backlog_line = f"backlog = {backlog}\n" if backlog is not None else ""
     config.write_text(
         "[server]\n"
         f"access_log = {'true' if access_log else 'false'}\n"
-        f"{backlog_line}"
+        f"{backlog_line}{server_extra}"
         f'data_dir = "{work / "data"}"\n'
         "grace_period = 2\n"
         "[providers.openai]\n"
         f'base_url = "http://{HOST}:{fake_port}/v1"\n'
+        f"{extra}"
     )
     cmd = [*pin.prefix(1), sys.executable, "gateway.py", "--config", str(config)]
     cmd += ["--host", HOST, "--port", str(http_port), "--ws-port", str(free_port())]

@@ -5,7 +5,8 @@ Every scenario runs DIRECT (client -> fake upstream) and THROUGH the gateway (cl
 cost on this machine rather than a number that only means something on the author's laptop.
 The gateway gets CPU 1 to itself; the fake upstream, wrk and the stream client share CPU 0.
 
-    .venv/bin/python bench/run.py        (what `make bench` runs; about 90 s)
+    .venv/bin/python bench/run.py                   (what `make bench` runs; about 5 minutes)
+    .venv/bin/python bench/run.py --only ratelimit  (section g alone; about 3.5 minutes)
 
 It is a report, not a test: missed targets still exit 0. It exits 1 only when something failed
 to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-C.
@@ -13,6 +14,7 @@ to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import tempfile
@@ -65,6 +67,7 @@ from processes import (
     start_gateway,
     start_static,
 )
+from ratelimit import RateLimitReport, print_ratelimit, run_ratelimit
 
 # --- the run ------------------------------------------------------------------------------------
 
@@ -84,6 +87,7 @@ class Report:
     ceiling: tuple[WrkResult, WrkResult] | None = None  # hypercorn alone, c=1 and c=64
     bursts: list[tuple[str, BurstResult]] = field(default_factory=list)  # (backlog, result)
     access_lines: int = 0
+    ratelimit: RateLimitReport | None = None
     problems: list[str] = field(default_factory=list)
     logs: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # notable lines, tail
 
@@ -119,14 +123,25 @@ class Runner:
         return result
 
 
-def run(work: Path, services: list[Service], report: Report) -> None:
-    """The whole benchmark, in the order the report reads."""
+def run(work: Path, services: list[Service], report: Report, only: str | None) -> None:
+    """The whole benchmark (or one section), in the order the report reads."""
     pin = Pinning()
     report.pinning = pin.describe()
     report.idle_busy = busy_cpus()
     ensure_wrk()
     fake = start_fake(pin, free_port(), work)
     services.append(fake)
+    if only != "ratelimit":
+        run_core(pin, fake, work, services, report)
+    print("g. gateway rate limit: none vs memory vs Redis, never refusing")
+    report.ratelimit = run_ratelimit(pin, fake, work, services)
+    report.problems += report.ratelimit.problems
+
+
+def run_core(
+    pin: Pinning, fake: Service, work: Path, services: list[Service], report: Report
+) -> None:
+    """Sections a-f."""
     gateway = start_gateway(pin, fake.port, work, access_log=False)
     services.append(gateway)
     report.rss.append(("after startup", 0, rss_mb(gateway.proc.pid)))
@@ -360,6 +375,9 @@ def print_report(report: Report) -> None:
         ok = growth <= RSS_GROWTH_TOLERANCE_MB
         target("RSS growth, c=64 run 1 -> run 2", f"{growth:+.1f} MB", goal, ok)
 
+    if report.ratelimit is not None:
+        print_ratelimit(report.ratelimit)
+
     for name, (notable, tail) in report.logs.items():
         if notable:
             print(f"\n{name}: {len(notable)} non-INFO log lines, first ones:")
@@ -376,13 +394,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Gateway load benchmark")
+    parser.add_argument("--only", choices=["ratelimit"], help="run one section only")
+    only = parser.parse_args().only
     signal.signal(signal.SIGTERM, _interrupt)
     report, services = Report(), list[Service]()
     interrupted = False
     try:
         with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
             try:
-                run(Path(tmp), services, report)
+                run(Path(tmp), services, report, only)
             finally:
                 for service in reversed(services):
                     service.stop()

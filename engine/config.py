@@ -6,20 +6,21 @@ so a typo in `gateway.toml` is a one-line fix rather than a silent default.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import secrets
+from engine.errors import ConfigError
 from engine.routes import ID_PATTERN
+from engine.secrets import NO_TOKENS, Secret, Tokens
 from engine.steps import BACKOFFS, MAX_ATTEMPTS, MAX_RETRY_DELAY_MS
 from engine.urls import BaseURL, parse_base_url
 
 MiB = 1024 * 1024
 FALLBACK_ON = ("all_non_2xx", "retryable_only")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the key."""
+RATE_LIMIT_FAIL = ("open", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,13 @@ class ServerConfig:
     backlog: int = 4096
     # Shared cache and rate-limit state; None keeps both in this process's memory.
     redis_url: str | None = None
+    # Request heads past these get 431 with the envelope (hypercorn's own cap sits above).
+    max_header_count: int = 100
+    max_header_bytes: int = 32 * 1024
+    # Steps one Universal request (or WebSocket event) may hold.
+    max_steps: int = 20
+    # Requests in flight (HTTP) and open sockets (WebSocket) per client address.
+    max_connections_per_ip: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +68,7 @@ class RateLimit:
 class GatewaySettings:
     """Per-gateway settings: the lowest level of the header hierarchy."""
 
-    token: str | None = None
+    tokens: Tokens = NO_TOKENS  # `token` and `tokens`; empty: not authenticated
     cache_ttl: int = 0
     rate_limit: RateLimit | None = None
     collect_logs: bool = True
@@ -69,6 +77,14 @@ class GatewaySettings:
     retry_delay: int = 0  # ms
     retry_backoff: str = "constant"
     fallback_on: str = "all_non_2xx"
+    # Redis unreachable: "open" serves the request, "closed" refuses it (429).
+    rate_limit_fail: str = "open"
+    # Requests in flight through this gateway at once; one more gets 429.
+    max_concurrent: int = 1024
+    # Stored provider keys: provider -> alias -> key (`default` when no alias is asked for).
+    keys: Mapping[str, Mapping[str, Secret]] = field(default_factory=dict, hash=False)
+    # Refuse requests that bring no provider key when no stored key applies.
+    byok_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +155,25 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "ws_idle_timeout": (int, float),
         "backlog": int,
         "redis_url": str,
+        "max_header_count": int,
+        "max_header_bytes": int,
+        "max_steps": int,
+        "max_connections_per_ip": int,
     }
     _check_keys(table, set(kinds), key)
     values = {name: _get(table, name, kinds[name], key) for name in table}
     for port in ("http_port", "ws_port"):
         if port in values:
             _in_range(values[port], 0, 65535, f"{key}.{port}")
-    for name in ("max_body_bytes", "upstream_max_connections", "backlog"):
+    for name in (
+        "max_body_bytes",
+        "upstream_max_connections",
+        "backlog",
+        "max_header_count",
+        "max_header_bytes",
+        "max_steps",
+        "max_connections_per_ip",
+    ):
         if name in values and values[name] < 1:
             raise ConfigError(f"{key}.{name}: must be at least 1")
     for name in (
@@ -176,11 +204,12 @@ def _rate_limit(value: Any, key: str) -> RateLimit:
     return RateLimit(table["limit"], table["interval"], technique)
 
 
-def _gateway(name: str, value: Any) -> GatewaySettings:
+def _gateway(
+    name: str, value: Any, environ: Mapping[str, str], is_provider: Callable[[str], bool]
+) -> GatewaySettings:
     key = f"gateways.{name}"
     table = _table(value, key)
     kinds: dict[str, type | tuple[type, ...]] = {
-        "token": str,
         "cache_ttl": int,
         "collect_logs": bool,
         "request_timeout": int,
@@ -188,28 +217,38 @@ def _gateway(name: str, value: Any) -> GatewaySettings:
         "retry_delay": int,
         "retry_backoff": str,
         "fallback_on": str,
+        "rate_limit_fail": str,
+        "max_concurrent": int,
+        "byok_only": bool,
     }
-    _check_keys(table, {*kinds, "rate_limit"}, key)
+    _check_keys(table, {*kinds, "rate_limit", "token", "tokens", "keys"}, key)
     values: dict[str, Any] = {n: _get(table, n, kinds[n], key) for n in table if n in kinds}
     if "rate_limit" in table:
         values["rate_limit"] = _rate_limit(table["rate_limit"], f"{key}.rate_limit")
+    values["tokens"] = secrets.tokens(table, key, environ)
+    if "keys" in table:
+        if not values["tokens"]:
+            raise ConfigError(f"{key}.keys: stored keys need an authenticated gateway (set token)")
+        values["keys"] = secrets.stored_keys(table["keys"], f"{key}.keys", environ, is_provider)
     checks: dict[str, Callable[[Any], bool]] = {
-        "token": lambda v: len(v) > 0,
         "cache_ttl": lambda v: 0 <= v <= 2_592_000,
         "request_timeout": lambda v: v >= 0,
         "retry_max_attempts": lambda v: 1 <= v <= MAX_ATTEMPTS,
         "retry_delay": lambda v: 0 <= v <= MAX_RETRY_DELAY_MS,
         "retry_backoff": lambda v: v in BACKOFFS,
         "fallback_on": lambda v: v in FALLBACK_ON,
+        "rate_limit_fail": lambda v: v in RATE_LIMIT_FAIL,
+        "max_concurrent": lambda v: v >= 1,
     }
     hints = {
-        "token": "must not be empty",
         "cache_ttl": "must be 0..2592000 seconds",
         "request_timeout": "must be >= 0 ms",
         "retry_max_attempts": "must be 1..5",
         "retry_delay": "must be 0..60000 ms",
         "retry_backoff": f"must be one of {', '.join(BACKOFFS)}",
         "fallback_on": f"must be one of {', '.join(FALLBACK_ON)}",
+        "rate_limit_fail": f"must be one of {', '.join(RATE_LIMIT_FAIL)}",
+        "max_concurrent": "must be at least 1",
     }
     for n, check in checks.items():
         if n in values and not check(values[n]):
@@ -217,12 +256,18 @@ def _gateway(name: str, value: Any) -> GatewaySettings:
     return GatewaySettings(**values)
 
 
-def load_config(data: Mapping[str, Any], known_providers: Callable[[str], bool]) -> Config:
+def load_config(
+    data: Mapping[str, Any],
+    known_providers: Callable[[str], bool],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
     """Build a Config from a parsed TOML mapping.
 
     `known_providers` tells whether a slug names a built-in provider; a custom
-    provider (`custom-{slug}`) must bring its own `base_url`.
+    provider (`custom-{slug}`) must bring its own `base_url`. `{ env = "VAR" }`
+    values are read from `environ` (the process environment by default).
     """
+    environ = os.environ if environ is None else environ
     _check_keys(data, {"server", "providers", "gateways"}, "")
     server = _server(_table(data["server"], "server")) if "server" in data else ServerConfig()
     providers: dict[str, BaseURL] = {}
@@ -241,8 +286,12 @@ def load_config(data: Mapping[str, Any], known_providers: Callable[[str], bool])
             providers[slug] = parse_base_url(_get(table, "base_url", str, key))
         except ValueError as exc:
             raise ConfigError(f"{key}.base_url: {exc}") from None
+
+    def is_provider(slug: str) -> bool:
+        return known_providers(slug) or slug in providers
+
     gateways = {
-        name: _gateway(name, value)
+        name: _gateway(name, value, environ, is_provider)
         for name, value in _table(data.get("gateways", {}), "gateways").items()
     }
     for name in gateways:

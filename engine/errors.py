@@ -27,6 +27,9 @@ class GatewayError(Exception):
     Provider errors are never raised as this: their responses pass through.
     """
 
+    # Extra response headers the error is sent with (a 429's Retry-After).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
     def __init__(self, status: int, code: int, message: str | None = None) -> None:
         self.status = status
         self.code = code
@@ -48,6 +51,10 @@ class GatewayError(Exception):
 
     def body(self) -> bytes:
         return orjson.dumps(self.envelope())
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, found at start-up; the message names the key."""
 
 
 def bad_request(message: str) -> GatewayError:

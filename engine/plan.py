@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
 from engine import jsondoc
 from engine.config import GatewaySettings
 from engine.errors import INVALID_PROVIDER, GatewayError
+from engine.keys import settle_credentials
 from engine.options import NO_OPTIONS, Options, parse_options
 from engine.provider import ProviderSpec
 from engine.retry import Handling, resolve_handling
@@ -47,8 +48,9 @@ class StepPlan:
     origin: Origin
     method: bytes
     target: bytes
-    headers: list[tuple[bytes, bytes]]  # host and content-length are added by the client
-    body: bytes
+    # host and content-length are added by the client; never in a repr (credentials)
+    headers: list[tuple[bytes, bytes]] = field(repr=False)
+    body: bytes = field(repr=False)
     handling: Handling
     spec: ProviderSpec
     endpoint: str  # the step's endpoint, or the path below the provider (native)
@@ -148,20 +150,23 @@ def plan_step(step: Step, index: int, ctx: Context) -> StepPlan:
     if body and not any(name == b"content-type" for name, _ in headers):
         headers.append((b"content-type", b"application/json"))
     step_cf = cf_headers(step.headers)
-    options, warnings = parse_options(step_cf)
+    step_options, warnings = parse_options(step_cf)
+    options = step_options.over(ctx.options)
+    target = upstream_target(base, spec.route(path), query, ctx.account_id)
+    request = (b"POST", base.origin, target, body)
     return StepPlan(
         index=index,
         provider=spec.slug,
         model=spec.model(step.endpoint, step.query),
         origin=base.origin,
         method=b"POST",
-        target=upstream_target(base, spec.route(path), query, ctx.account_id),
-        headers=headers,
+        target=target,
+        headers=settle_credentials(headers, spec, ctx.gateway, options.byok_alias, request),
         body=body,
         handling=resolve_handling(step.config, step_cf, ctx.request_cf, ctx.gateway),
         spec=spec,
         endpoint=step.endpoint,
-        options=options.over(ctx.options),
+        options=options,
         warnings=tuple(warnings),
     )
 
@@ -179,14 +184,23 @@ def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
     document = None
     if not spec.model_in_endpoint and body[:1] == b"{" and len(body) <= MODEL_SNIFF_LIMIT:
         document = jsondoc.peek(body)
+    method = request.method.encode("ascii")
+    target = upstream_target(base, spec.route(path), request.query, ctx.account_id)
+    headers = settle_credentials(
+        upstream_headers(request.headers, "latin-1"),
+        spec,
+        ctx.gateway,
+        ctx.options.byok_alias,
+        (method, base.origin, target, body),
+    )
     return StepPlan(
         index=0,
         provider=spec.slug,
         model=spec.model(path, document),
         origin=base.origin,
-        method=request.method.encode("ascii"),
-        target=upstream_target(base, spec.route(path), request.query, ctx.account_id),
-        headers=upstream_headers(request.headers, "latin-1"),
+        method=method,
+        target=target,
+        headers=headers,
         body=body,
         handling=resolve_handling(_NO_CONFIG, {}, ctx.request_cf, ctx.gateway),
         spec=spec,

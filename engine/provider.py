@@ -23,6 +23,14 @@ def _same_base(base: BaseURL) -> BaseURL:
     return base
 
 
+# How a provider with structured, per-request-signed keys (AWS SigV4) applies a
+# stored key: (key fields, method, host, target, headers, body) -> the headers to send.
+Signer = Callable[
+    [Mapping[str, str], bytes, str, bytes, list[tuple[bytes, bytes]], bytes],
+    list[tuple[bytes, bytes]],
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Auth:
     """How a provider takes its credential.
@@ -32,12 +40,14 @@ class Auth:
         prefix: written before the key in that header ("Bearer ", "Token ", "Key ", "").
         also: other headers a client may carry the credential in; read, never injected.
         query: a query parameter that may carry it (Google's `key`).
+        sign: for structured stored keys, signs the request instead of `inject`.
     """
 
     header: str = "authorization"
     prefix: str = "Bearer "
     also: tuple[str, ...] = ()
     query: str | None = None
+    sign: Signer | None = None
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         """The credential a request carries (header names lower-cased), prefix removed."""

@@ -14,7 +14,7 @@ from typing import Any
 from engine import jsondoc
 from engine.errors import bad_request
 
-# Cloudflare documents no maximum; 20 keeps a request bounded.
+# Cloudflare documents no maximum; 20 keeps a request bounded ([server] max_steps).
 MAX_STEPS = 20
 # RFC 9110: a header name is a token; a value has no control characters but tab.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -45,20 +45,20 @@ class Step:
     event_id: str | None = None  # WebSocket `eventId`
 
 
-def parse_body(body: bytes) -> list[Step]:
+def parse_body(body: bytes, max_steps: int = MAX_STEPS) -> list[Step]:
     """Parse a Universal body: an array of steps, or one step object."""
-    return parse_steps(jsondoc.loads(body))
+    return parse_steps(jsondoc.loads(body), max_steps)
 
 
-def parse_steps(data: Any) -> list[Step]:
+def parse_steps(data: Any, max_steps: int = MAX_STEPS) -> list[Step]:
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
         raise bad_request("Request body must be an array of steps or a step object")
     if not data:
         raise bad_request("Request body must contain at least one step")
-    if len(data) > MAX_STEPS:
-        raise bad_request(f"At most {MAX_STEPS} steps are allowed, got {len(data)}")
+    if len(data) > max_steps:
+        raise bad_request(f"At most {max_steps} steps are allowed, got {len(data)}")
     return [parse_step(item, index) for index, item in enumerate(data)]
 
 

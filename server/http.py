@@ -17,10 +17,13 @@ import orjson
 import trio
 
 from engine import routes
-from engine.auth import authorize, parse_authorized
+from engine.auth import authorize, parse_authorized, raw_slot_values
+from engine.config import GatewaySettings
 from engine.errors import INVALID_PROVIDER, GatewayError
+from engine.limits import check_head
 from engine.plan import NativeRequest, raw_cf_headers
 from engine.sse import Relay, error_event
+from engine.steps import Step, parse_body
 from server.executor import Committed
 from server.universal import Prepared, Universal, gateway_headers, response_headers
 from server.upstream import UpstreamUnavailable
@@ -50,6 +53,7 @@ class GatewayApp:
         self.config = universal.config
         self.max_body = universal.config.server.max_body_bytes
         self.access_log = universal.config.server.access_log
+        self.controls = universal.controls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -77,6 +81,7 @@ class GatewayApp:
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
         try:
+            check_head(scope["headers"], self.config.server)
             route = routes.match(path)
             if route is None:
                 raise GatewayError(404, INVALID_PROVIDER, f"No route for {path}")
@@ -140,16 +145,49 @@ class GatewayApp:
     async def gateway_http(
         self, scope: Scope, route: routes.Route, receive: Receive, send: Send
     ) -> tuple[int, str, str]:
-        """A Universal or provider-native request: plan it, run it, relay the answer."""
-        request_cf = raw_cf_headers(scope["headers"])
-        gateway = self.config.gateway(route.gateway_id)
-        credential = request_cf.get("cf-aig-authorization")
-        # A Universal request may carry the token in its steps'
-        # headers instead (a common mistake, cloudflare/ai#193); check it there
-        # once the body is read.
-        if credential is not None or route.kind != "universal":
-            authorize(gateway, credential)
-        body = await self._read_body(scope, receive)
+        """A Universal or provider-native request: check, plan, run, relay the answer.
+
+        Checks in Cloudflare's order: the token, then the rate limit and the
+        gateway's concurrency cap (`Controls.admit`), then everything else.
+        """
+        client = scope.get("client")
+        address = client[0] if client else ""
+        per_ip = self.controls.http_per_ip
+        if not per_ip.enter(address):
+            raise per_ip.error()
+        try:
+            request_cf = raw_cf_headers(scope["headers"])
+            gateway = self.config.gateway(route.gateway_id)
+            credential = request_cf.get("cf-aig-authorization")
+            # A Universal request may carry the token in its steps' headers
+            # instead (a common mistake, cloudflare/ai#193); check it there
+            # once the body is read.
+            if credential is not None or route.kind != "universal" or not gateway.tokens:
+                if gateway.tokens:
+                    authorize(gateway, credential, *raw_slot_values(scope["headers"]))
+                with await self.controls.admit(route.gateway_id, gateway):
+                    body = await self._read_body(scope, receive)
+                    return await self._serve(scope, route, gateway, request_cf, body, send, receive)
+            body = await self._read_body(scope, receive)
+            steps = parse_authorized(body, gateway, credential, self.config.server.max_steps)
+            with await self.controls.admit(route.gateway_id, gateway):
+                return await self._serve(
+                    scope, route, gateway, request_cf, body, send, receive, steps
+                )
+        finally:
+            per_ip.leave(address)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        route: routes.Route,
+        gateway: GatewaySettings,
+        request_cf: dict[str, str],
+        body: bytes,
+        send: Send,
+        receive: Receive,
+        steps: list[Step] | None = None,
+    ) -> tuple[int, str, str]:
         ctx = self.universal.context(
             route.account_id,
             gateway,
@@ -158,7 +196,8 @@ class GatewayApp:
             "universal" if route.kind == "universal" else "provider",
         )
         if route.kind == "universal":
-            steps = parse_authorized(body, gateway, credential)
+            if steps is None:  # the token was on the request (or none is needed)
+                steps = parse_body(body, self.config.server.max_steps)
             prepared = self.universal.prepare(ctx, steps)
         else:
             query = scope["query_string"].decode("latin-1")
@@ -279,7 +318,7 @@ async def _error(send: Send, exc: GatewayError, extra: Sequence[tuple[bytes, byt
         {
             "type": "http.response.start",
             "status": exc.status,
-            "headers": [*_JSON, *extra],
+            "headers": [*_JSON, *exc.headers, *extra],
         }
     )
     await send({"type": "http.response.body", "body": exc.body()})

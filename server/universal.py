@@ -18,6 +18,7 @@ from engine.plan import Context, NativeRequest, StepPlan, plan_native, plan_step
 from engine.retry import Schedule
 from engine.steps import Step
 from providers import Registry
+from server.controls import Controls
 from server.executor import Committed, execute
 from server.hooks import HookChain, Hooks
 from server.upstream import ConnectionPool
@@ -56,7 +57,8 @@ class Universal:
     """Everything a gateway request needs: config, providers, the one pool, the features.
 
     `features` are the hooks of the features in use (cache, logs, ...), called
-    in order; with none, requests take the plain path.
+    in order; with none, requests take the plain path. `controls` holds the
+    rate limits and caps every surface admits its requests through.
     """
 
     def __init__(
@@ -65,11 +67,13 @@ class Universal:
         registry: Registry,
         pool: ConnectionPool,
         features: list[Hooks] | None = None,
+        controls: Controls | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.pool = pool
         self.hooks: Hooks | None = HookChain(features) if features else None
+        self.controls = controls or Controls.build(config, None)
 
     def context(
         self,

@@ -22,6 +22,7 @@ from engine import jsondoc, routes
 from engine.auth import AUTH_SUBPROTOCOL, authorize
 from engine.config import GatewaySettings
 from engine.errors import GatewayError, bad_request
+from engine.limits import check_head
 from engine.plan import raw_cf_headers
 from engine.sse import EventSplitter, parse_event
 from engine.steps import parse_steps
@@ -52,14 +53,28 @@ class WebSocketHandler:
 
     async def __call__(self, request: WebSocketRequest) -> None:
         """Serve one connection; never raise, since that would stop the listener."""
+        remote = request.remote
+        address = str(remote.address) if not isinstance(remote, str) else remote
+        per_ip = self.universal.controls.ws_per_ip
         try:
-            await self._serve(request)
+            if not per_ip.enter(address):
+                await request.reject(429, body=per_ip.error().body())
+                return
+            try:
+                await self._serve(request)
+            finally:
+                per_ip.leave(address)
         except ConnectionClosed:
             pass
         except Exception:
             log.exception("unexpected error on WebSocket %s", request.path)
 
     async def _serve(self, request: WebSocketRequest) -> None:
+        try:
+            check_head(request.headers, self.universal.config.server)
+        except GatewayError as exc:
+            await request.reject(exc.status, body=exc.body())
+            return
         route = routes.match(request.path.partition("?")[0])
         if route is None or route.kind != "universal":
             await request.reject(
@@ -123,14 +138,15 @@ class WebSocketHandler:
             frame = _parse_frame(message)
             body = frame["request"]
             event_id = _event_id(body)
-            steps = parse_steps(body)
-            ctx = self.universal.context(
-                route.account_id, gateway, request_cf, route.gateway_id, "websocket"
-            )
-            prepared = self.universal.prepare(ctx, steps, event_id)
-            event_id = prepared.event_id
-            committed = await self.universal.run(prepared)
-            await _answer(send, committed, prepared)
+            with await self.universal.controls.admit(route.gateway_id, gateway):
+                steps = parse_steps(body, self.universal.config.server.max_steps)
+                ctx = self.universal.context(
+                    route.account_id, gateway, request_cf, route.gateway_id, "websocket"
+                )
+                prepared = self.universal.prepare(ctx, steps, event_id)
+                event_id = prepared.event_id
+                committed = await self.universal.run(prepared)
+                await _answer(send, committed, prepared)
             log.info(
                 "universal.create %s %d step=%d",
                 event_id,

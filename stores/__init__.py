@@ -1,6 +1,7 @@
 """State behind small protocols: cache, rate-limit counters and request logs.
 
-Empty for now: the Universal Endpoint keeps no state between requests. The
-embedded (memory/SQLite) and Redis stores arrive with caching, rate limiting
-and logging.
+Each kind of state has one protocol and two implementations, chosen at
+start-up: an embedded one (memory or SQLite) and a Redis one, used when
+`[server] redis_url` is set. `ratelimit` holds the rate-limit counters;
+`redis` the one shared client.
 """

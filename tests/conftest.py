@@ -97,13 +97,23 @@ def provider_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """Override in a test module to change `[server]` entries (e.g. `redis_url`)."""
+    return {}
+
+
+@pytest.fixture
 async def stack(
-    nursery: trio.Nursery, gateway_settings: dict[str, Any], provider_settings: dict[str, Any]
+    nursery: trio.Nursery,
+    gateway_settings: dict[str, Any],
+    provider_settings: dict[str, Any],
+    server_settings: dict[str, Any],
 ) -> AsyncIterator[Stack]:
     fake = FakeUpstream()
     fake_port = await nursery.start(fake.serve)
     up = f"http://127.0.0.1:{fake_port}"
     extra = {
+        "server": server_settings,
         "gateways": gateway_settings,
         "providers": {
             slug: {

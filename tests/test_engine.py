@@ -205,8 +205,8 @@ def test_config_defaults_and_overrides() -> None:
         is_built_in,
     )
     assert config.server.http_port == 9000 and config.server.ws_port == 8788
-    assert config.gateway("g").token == "t"
-    assert config.gateway("other").token is None
+    assert config.gateway("g").tokens.match("t")
+    assert not config.gateway("other").tokens
     registry = Registry(config.providers)
     assert str(registry.resolve("openai")[1]) == "http://127.0.0.1:9001/v1"
     assert registry.resolve("custom-mine")[0].slug == "custom-mine"
@@ -230,6 +230,10 @@ def test_readme_configuration_example_loads() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = re.search(r"```toml\n(.*?)```", readme, re.S)
     assert block is not None
-    config = load_config(tomllib.loads(block[1]), is_built_in)
-    assert config.gateway("my-gateway").token == "secret"
+    environ = {name: f"value-of-{name}" for name in re.findall(r'env = "(\w+)"', block[1])}
+    config = load_config(tomllib.loads(block[1]), is_built_in, environ)
+    gateway = config.gateway("my-gateway")
+    assert gateway.tokens.match("secret") and gateway.tokens.match("value-of-GATEWAY_TOKEN")
+    assert gateway.keys["openai"]["prod"].reveal() == "value-of-OPENAI_PROD_KEY"
+    assert config.server.redis_url == "redis://127.0.0.1:6379/0"
     assert "custom-myllm" in config.providers
