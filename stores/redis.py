@@ -1,8 +1,8 @@
 """The process's one Redis client, shared by the cache and the rate limiter.
 
-coredis runs its pool in a task group of its own, entered here as an async
-context manager, so the pool lives in the root nursery's scope and closes with
-it. Redis is optional: without `[server] redis_url` nothing here runs.
+Redis is optional: without `[server] redis_url` nothing here runs. The client
+(`stores.resp`) holds a few pooled connections and runs no task of its own;
+its idle connections close when the root scope exits.
 
 A Redis that is down must never fail or stall a request: every call is bounded
 by a short timeout, and `RedisHealth` reports the outage once (and the
@@ -15,34 +15,32 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import coredis
-import coredis.retry
+import trio
+
+from stores.resp import RedisClient, RedisError
 
 log = logging.getLogger("gateway.redis")
 
 # Seconds a Redis call may take before the caller goes on without it.
 REDIS_TIMEOUT = 0.25
-# Exceptions that mean "Redis is not available right now".
-REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
+# Exceptions that mean "Redis did not give an answer we can use".
+REDIS_ERRORS = (RedisError, OSError, trio.TooSlowError)
 
-Redis = coredis.Redis[bytes]
+Redis = RedisClient
 
 
 @asynccontextmanager
 async def open_redis(url: str | None) -> AsyncIterator[Redis | None]:
-    """A connected-on-demand client for `url`, or None when Redis is not configured."""
+    """A client for `url` that connects on demand, or None when Redis is not configured."""
     if url is None:
         yield None
         return
-    client: Redis = coredis.Redis.from_url(
-        url,
-        connect_timeout=REDIS_TIMEOUT,
-        stream_timeout=REDIS_TIMEOUT,
-        retry_policy=coredis.retry.NoRetryPolicy(),
-        verify_version=False,
-    )
-    async with client:
+    client = RedisClient(url, timeout=REDIS_TIMEOUT)
+    try:
         yield client
+    finally:
+        with trio.CancelScope(shield=True):
+            await client.aclose()
 
 
 class RedisHealth:
