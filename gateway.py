@@ -31,9 +31,11 @@ from engine.urls import parse_base_url
 from providers import Registry, is_built_in
 from server.hooks import Hooks
 from server.http import GatewayApp
+from server.realtime import RECEIVE_BYTES
 from server.universal import Universal
 from server.upstream import ConnectionPool
-from server.websocket import MAX_MESSAGE, WebSocketHandler
+from server.websocket import WebSocketHandler
+from server.wsmask import install as install_fast_masking
 from stores.redis import Redis, open_redis
 
 log = logging.getLogger("gateway")
@@ -89,6 +91,7 @@ async def serve(
     """Run both listeners until `shutdown` is set, then drain and return."""
     if shutdown is None:
         shutdown = trio.Event()
+    install_fast_masking()  # WebSocket frame masking in C rather than Python
     server = config.server
     pool = ConnectionPool(
         max_connections=server.upstream_max_connections,
@@ -166,7 +169,8 @@ async def _serve_ws(
                 WebSocketHandler(universal),
                 listeners,
                 handler_nursery=handlers,
-                max_message_size=MAX_MESSAGE,
+                max_message_size=universal.config.server.ws_max_frame_bytes,
+                receive_buffer_size=RECEIVE_BYTES,
             )
             await ws_server.run(task_status=task_status)
         handlers.cancel_scope.deadline = trio.current_time() + universal.config.server.grace_period

@@ -1,4 +1,4 @@
-"""Realtime passthrough without sockets: upstream URLs, handshake headers, close codes.
+"""Realtime passthrough without sockets: upstream URLs, handshake headers, close codes, masking.
 
 No sockets: these check where a session would go against the built-in provider
 bases (the real hosts), which the socket tests cannot reach.
@@ -14,6 +14,7 @@ from engine.plan import Context
 from engine.realtime import RealtimeRequest, plan_realtime, refused, relay_close, take_param
 from engine.urls import parse_base_url
 from providers import Registry
+from server.wsmask import FastXorMasker
 
 ACCOUNT = "acct123"
 
@@ -164,3 +165,14 @@ def test_refusals_keep_the_status_in_the_code() -> None:
     assert refused(429)[0] == 4429
     assert refused(302)[0] == 1014
 
+
+@pytest.mark.parametrize("chunks", [[0], [1], [3, 4, 5], [1000, 7, 65537], [2, 2, 2, 2, 9]])
+def test_fast_masking_is_rfc_6455_xor(chunks: list[int]) -> None:
+    key = bytes([0x37, 0xFA, 0x21, 0x3D])
+    data = bytes(range(256)) * (sum(chunks) // 256 + 1)
+    data = data[: sum(chunks)]
+    masker, out, at = FastXorMasker(bytearray(key)), b"", 0
+    for size in chunks:  # one frame's payload, arriving in pieces
+        out += masker.process(bytearray(data[at : at + size]))
+        at += size
+    assert out == bytes(b ^ key[i % 4] for i, b in enumerate(data))
