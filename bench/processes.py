@@ -121,11 +121,21 @@ def start_fake(pin: Pinning, port: int, work: Path) -> Service:
 
 
 def start_gateway(
-    pin: Pinning, fake_port: int, work: Path, access_log: bool, backlog: int | None = None
+    pin: Pinning,
+    fake_port: int,
+    work: Path,
+    access_log: bool,
+    backlog: int | None = None,
+    label: str = "",
+    extra: str = "",
+    ws_port: int | None = None,
 ) -> Service:
+    """A gateway on CPU 1 with openai at the fake upstream; `extra` is more TOML."""
     http_port, tag = free_port(), "on" if access_log else "off"
     if backlog is not None:
         tag += f"-backlog-{backlog}"
+    if label:
+        tag += f"-{label}"
     config = work / f"gateway-log-{tag}.toml"
     backlog_line = f"backlog = {backlog}\n" if backlog is not None else ""
     config.write_text(
@@ -136,9 +146,10 @@ def start_gateway(
         "grace_period = 2\n"
         "[providers.openai]\n"
         f'base_url = "http://{HOST}:{fake_port}/v1"\n'
+        f"{extra}"
     )
     cmd = [*pin.prefix(1), sys.executable, "gateway.py", "--config", str(config)]
-    cmd += ["--host", HOST, "--port", str(http_port), "--ws-port", str(free_port())]
+    cmd += ["--host", HOST, "--port", str(http_port), "--ws-port", str(ws_port or free_port())]
     return start(
         f"gateway (access_log={tag})",
         cmd,

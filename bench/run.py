@@ -5,7 +5,8 @@ Every scenario runs DIRECT (client -> fake upstream) and THROUGH the gateway (cl
 cost on this machine rather than a number that only means something on the author's laptop.
 The gateway gets CPU 1 to itself; the fake upstream, wrk and the stream client share CPU 0.
 
-    .venv/bin/python bench/run.py        (what `make bench` runs; about 90 s)
+    .venv/bin/python bench/run.py                  (what `make bench` runs; about 2 min)
+    .venv/bin/python bench/run.py --only realtime  (one section: http or realtime)
 
 It is a report, not a test: missed targets still exit 0. It exits 1 only when something failed
 to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-C.
@@ -13,9 +14,12 @@ to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-
 
 from __future__ import annotations
 
+import argparse
 import signal
+import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -65,6 +69,7 @@ from processes import (
     start_gateway,
     start_static,
 )
+from realtime_load import MIN_THROUGHPUT_RATIO, RealtimeReport, run_realtime
 
 # --- the run ------------------------------------------------------------------------------------
 
@@ -83,6 +88,7 @@ class Report:
     log_on: tuple[WrkResult, WrkResult] | None = None  # gateway c=1, c=64 with access log on
     ceiling: tuple[WrkResult, WrkResult] | None = None  # hypercorn alone, c=1 and c=64
     bursts: list[tuple[str, BurstResult]] = field(default_factory=list)  # (backlog, result)
+    realtime: RealtimeReport | None = None
     access_lines: int = 0
     problems: list[str] = field(default_factory=list)
     logs: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # notable lines, tail
@@ -119,11 +125,23 @@ class Runner:
         return result
 
 
-def run(work: Path, services: list[Service], report: Report) -> None:
-    """The whole benchmark, in the order the report reads."""
+SECTIONS = ("http", "realtime")
+
+
+def run(work: Path, services: list[Service], report: Report, only: str | None) -> None:
+    """The whole benchmark (or one section), in the order the report reads."""
     pin = Pinning()
     report.pinning = pin.describe()
     report.idle_busy = busy_cpus()
+    if only in (None, "http"):
+        run_http(pin, work, services, report)
+    if only in (None, "realtime"):
+        print("g. realtime WebSockets: small text frames and binary throughput")
+        report.realtime = run_realtime(pin, work, services)
+
+
+def run_http(pin: Pinning, work: Path, services: list[Service], report: Report) -> None:
+    """Sections a-f: the HTTP Universal Endpoint."""
     ensure_wrk()
     fake = start_fake(pin, free_port(), work)
     services.append(fake)
@@ -331,6 +349,9 @@ def print_report(report: Report) -> None:
         for when, requests, mb in report.rss:
             print(f"  {when:<20}{requests:>8,} requests through the gateway  {mb:7.1f} MB")
 
+    if report.realtime:
+        print_realtime(report.realtime)
+
     print(f"\n{'target':<44}{'measured':>16}  {'goal':<22}result")
     print("-" * 90)
 
@@ -360,6 +381,9 @@ def print_report(report: Report) -> None:
         ok = growth <= RSS_GROWTH_TOLERANCE_MB
         target("RSS growth, c=64 run 1 -> run 2", f"{growth:+.1f} MB", goal, ok)
 
+    if report.realtime:
+        realtime_targets(report.realtime, target)
+
     for name, (notable, tail) in report.logs.items():
         if notable:
             print(f"\n{name}: {len(notable)} non-INFO log lines, first ones:")
@@ -371,18 +395,50 @@ def print_report(report: Report) -> None:
         print("\n".join(f"  - {p}" for p in report.problems))
 
 
+def print_realtime(rt: RealtimeReport) -> None:
+    """Section g's table."""
+    print(f"\ng. realtime WebSockets, {len(rt.direct.rtt_ms):,} round trips of a small text frame;")
+    print("   binary throughput in 64 KiB messages, median of the runs (MB/s)")
+    sub = f"{'path':<10}{'RTT p50 ms':>12}{'RTT p99 ms':>12}{'download':>10}{'upload':>10}  runs"
+    print(f"{sub}\n{'-' * (len(sub) + 20)}")
+    for name, r in (("direct", rt.direct), ("gateway", rt.gateway)):
+        runs = ", ".join(f"{d:.0f}/{u:.0f}" for d, u in zip(r.download, r.upload, strict=True))
+        print(
+            f"{name:<10}{pct(r.rtt_ms, 50):>12.3f}{pct(r.rtt_ms, 99):>12.3f}"
+            f"{statistics.median(r.download):>10.0f}{statistics.median(r.upload):>10.0f}  {runs}"
+        )
+    print("gateway memory (VmRSS): " + ", ".join(f"{w} {mb:.1f} MB" for w, mb in rt.rss))
+
+
+def realtime_targets(
+    rt: RealtimeReport, target: Callable[[str, str, str, bool | None], None]
+) -> None:
+    added = pct(rt.gateway.rtt_ms, 50) - pct(rt.direct.rtt_ms, 50)
+    target("realtime added round-trip p50", f"{added:+.3f} ms", "(reported)", None)
+    for way in ("download", "upload"):
+        ratio = statistics.median(getattr(rt.gateway, way)) / statistics.median(
+            getattr(rt.direct, way)
+        )
+        goal = f">= {MIN_THROUGHPUT_RATIO:.0%} of direct"
+        ok = ratio >= MIN_THROUGHPUT_RATIO
+        target(f"realtime {way} throughput, gateway/direct", f"{ratio:.1%}", goal, ok)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Gateway load benchmark")
+    parser.add_argument("--only", choices=SECTIONS, help="run one section")
+    only = parser.parse_args(argv).only
     signal.signal(signal.SIGTERM, _interrupt)
     report, services = Report(), list[Service]()
     interrupted = False
     try:
         with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
             try:
-                run(Path(tmp), services, report)
+                run(Path(tmp), services, report, only)
             finally:
                 for service in reversed(services):
                     service.stop()
