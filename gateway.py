@@ -162,18 +162,21 @@ async def _serve_ws(
     *,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    handler = WebSocketHandler(universal)
     async with trio.open_nursery() as handlers:
         with scope:
             listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
             ws_server = WebSocketServer(
-                WebSocketHandler(universal),
+                handler,
                 listeners,
                 handler_nursery=handlers,
                 max_message_size=universal.config.server.ws_max_frame_bytes,
                 receive_buffer_size=RECEIVE_BYTES,
             )
             await ws_server.run(task_status=task_status)
-        handlers.cancel_scope.deadline = trio.current_time() + universal.config.server.grace_period
+        end = trio.current_time() + universal.config.server.grace_period
+        handler.drain(end)  # realtime sessions close both their sides (1001) then
+        handlers.cancel_scope.deadline = end + 1  # and what is left a second later, as the root
 
 
 async def _watch_signals(shutdown: trio.Event) -> None:

@@ -11,10 +11,11 @@ Relay: two pump tasks and an idle watcher in one nursery. A pump awaits
 stalls the side that feeds it: per direction the gateway holds trio-websocket's
 one-message queue and the message in hand, never a growing buffer.
 
-Whatever ends a session (a side closing, the idle timeout) is noted and the
-nursery cancelled; the closes happen after it, shielded and bounded, so a
-cancelled session (shutdown after the grace period) still closes both sides
-with 1001.
+Whatever ends a session (a side closing, the idle timeout, the end of the
+grace period after SIGTERM) is noted and the nursery cancelled; the closes
+happen after it, shielded and bounded, while both connections still read, so
+each side gets its close frame and its answer is awaited. A session cancelled
+from outside still closes both sides with 1001, without waiting for answers.
 
 Error handling: the upstream's refusal, an unreachable upstream and a
 handshake timeout are close codes and reasons for the client; nothing here
@@ -24,6 +25,7 @@ raises into the listener except bugs, which `WebSocketHandler` logs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -68,6 +70,7 @@ CLOSE_TIMEOUT = 2.0
 RECEIVE_BYTES = 64 * 1024
 # Whole messages trio-websocket queues per connection before it stops reading.
 QUEUED_MESSAGES = 1
+SHUTDOWN = CloseReason(GOING_AWAY, "gateway shutting down")
 
 
 @dataclass(slots=True)
@@ -114,6 +117,13 @@ class Realtime:
         self.connect_timeout = server.upstream_connect_timeout
         self.access_log = server.access_log
         self.live: dict[str, int] = {}
+        self.draining = trio.Event()
+        self.closing_at = math.inf  # trio time at which shutdown closes every session
+
+    def drain(self, deadline: float) -> None:
+        """Shutdown: every session closes both sides with 1001 at `deadline`."""
+        self.closing_at = deadline
+        self.draining.set()
 
     async def serve(
         self,
@@ -190,7 +200,7 @@ class Realtime:
         finally:
             if not end.opened:
                 if not end.by:  # cancelled while connecting: shutdown
-                    end.by, end.code, end.reason = "shutdown", GOING_AWAY, "gateway shutting down"
+                    end.by, end.code, end.reason = "shutdown", SHUTDOWN.code, SHUTDOWN.reason
                 session.ended_by, session.client_close = end.by, (end.code, end.reason)
                 await _close(client, end.code, end.reason)
 
@@ -238,16 +248,25 @@ class Realtime:
             stop = nursery.cancel_scope
             nursery.start_soon(_pump, client, upstream, session.sent, "client", end, stop)
             nursery.start_soon(_pump, upstream, client, session.received, "upstream", end, stop)
-            nursery.start_soon(self._watch_idle, end, stop)
+            nursery.start_soon(self._watch, end, stop)
 
-    async def _watch_idle(self, end: _End, stop: trio.CancelScope) -> None:
+    async def _watch(self, end: _End, stop: trio.CancelScope) -> None:
+        """End the relay once it was idle too long, or once shutdown's grace period is over."""
         while True:
-            deadline = end.last + self.idle_timeout
-            if trio.current_time() >= deadline:
+            now, idle_at = trio.current_time(), end.last + self.idle_timeout
+            if now >= self.closing_at:
+                end.finish("shutdown", SHUTDOWN)
+            elif now >= idle_at:
                 end.finish("idle", CloseReason(1000, "idle timeout"))
+            if end.by:
                 stop.cancel()
                 return
-            await trio.sleep_until(deadline)
+            wake = min(idle_at, self.closing_at)
+            if self.draining.is_set():
+                await trio.sleep_until(wake)
+            else:
+                with trio.move_on_at(wake):
+                    await self.draining.wait()
 
     async def _close_both(
         self,
@@ -262,11 +281,11 @@ class Realtime:
             to_client, to_upstream = told, relay_close(*told, "client", self.max_frame)
         elif end.by == "upstream":
             to_client, to_upstream = relay_close(*told, "upstream", self.max_frame), told
-        elif end.by == "idle":
+        elif end.by in ("idle", "shutdown"):
             to_client = to_upstream = told
-        else:  # cancelled from outside: the grace period after SIGTERM is over
+        else:  # cancelled from outside (the listener's last resort at shutdown)
             end.by = "shutdown"
-            to_client = to_upstream = (GOING_AWAY, "gateway shutting down")
+            to_client = to_upstream = (SHUTDOWN.code, SHUTDOWN.reason)
         session.ended_by = end.by
         session.client_close, session.upstream_close = to_client, to_upstream
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):

@@ -57,6 +57,10 @@ class WebSocketHandler:
         self.idle_timeout = universal.config.server.ws_idle_timeout
         self.realtime = Realtime(universal)
 
+    def drain(self, deadline: float) -> None:
+        """Shutdown: realtime sessions close both their sides at `deadline` (trio time)."""
+        self.realtime.drain(deadline)
+
     async def __call__(self, request: WebSocketRequest) -> None:
         """Serve one connection; never raise, since that would stop the listener."""
         try:

@@ -431,7 +431,7 @@ async def test_shutdown_closes_sessions_with_1001_after_the_grace_period(
         with pytest.raises(TrioClosed) as info:
             await ws.get_message()
         assert (info.value.reason.code, info.value.reason.reason) == (1001, "gateway shutting down")
-        assert trio.current_time() - start == pytest.approx(2, abs=0.6)
+        assert trio.current_time() - start == pytest.approx(2, abs=0.1)
     (session,) = await stack.upstream()
     assert (await ended(session)).close == (1001, "gateway shutting down")
 
