@@ -3,7 +3,9 @@
 The client is the `websockets` asyncio client in this process; the provider is
 `realtime_upstream.py`, a `websockets` server in its own process. Every figure
 is taken directly against that provider and through the gateway in the same
-run, alternating, so the ratio is the gateway's own cost on this machine.
+run, alternating, so the ratio is the gateway's own cost on this machine. A
+bare trio TCP relay (`tcp_relay.py`) on the gateway's CPU is measured the same
+way: what any relay written on trio can reach here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +43,11 @@ class PathResult:
 class RealtimeReport:
     direct: PathResult = field(default_factory=PathResult)
     gateway: PathResult = field(default_factory=PathResult)
+    relay: PathResult = field(default_factory=PathResult)  # bare trio TCP relay, for reference
     rss: list[tuple[str, float]] = field(default_factory=list)  # (when, MB)
+
+    def paths(self) -> list[tuple[str, PathResult]]:
+        return [("direct", self.direct), ("gateway", self.gateway), ("trio relay", self.relay)]
 
 
 def start_upstream(pin: Pinning, work: Path) -> Service:
@@ -50,38 +57,52 @@ def start_upstream(pin: Pinning, work: Path) -> Service:
     return start("realtime upstream", cmd, log, port, lambda: "listening on" in _read(log))
 
 
+def start_relay(pin: Pinning, work: Path, upstream: int) -> Service:
+    """The bare trio TCP relay to the provider, on the gateway's CPU."""
+    port, log = free_port(), work / "tcp_relay.log"
+    cmd = [*pin.prefix(1), sys.executable, "bench/tcp_relay.py", str(port), str(upstream)]
+    return start("trio tcp relay", cmd, log, port, lambda: "listening on" in _read(log))
+
+
 def run_realtime(pin: Pinning, work: Path, services: list[Service]) -> RealtimeReport:
-    """Start the provider and a gateway pointed at it, measure both paths, stop the gateway."""
+    """Start the provider, a gateway and the bare relay before it, measure every path."""
     upstream = start_upstream(pin, work)
     services.append(upstream)
+    relay = start_relay(pin, work, upstream.port)
+    services.append(relay)
     ws_port = free_port()
     extra = f'[providers.{PROVIDER}]\nbase_url = "http://{HOST}:{upstream.port}"\n'
     gateway = start_gateway(
         pin, upstream.port, work, access_log=False, label="realtime", extra=extra, ws_port=ws_port
     )
     services.append(gateway)
-    direct = f"ws://{HOST}:{upstream.port}"
-    through = f"ws://{HOST}:{ws_port}{GATEWAY_PATH}/{PROVIDER}"
     report = RealtimeReport()
+    bases = {
+        "direct": f"ws://{HOST}:{upstream.port}",
+        "gateway": f"ws://{HOST}:{ws_port}{GATEWAY_PATH}/{PROVIDER}",
+        "trio relay": f"ws://{HOST}:{relay.port}",
+    }
     report.rss.append(("after startup", rss_mb(gateway.proc.pid)))
     try:
-        asyncio.run(_measure(direct, through, report, gateway))
+        asyncio.run(_measure(bases, report, gateway))
     except (OSError, AssertionError) as exc:
         raise BenchError(f"realtime client: {exc!r}") from None
-    gateway.check_alive()
+    for service in (gateway, relay, upstream):
+        service.check_alive()
     report.rss.append(("after the runs", rss_mb(gateway.proc.pid)))
-    gateway.stop()
-    upstream.stop()
+    for service in (gateway, relay, upstream):
+        service.stop()
     return report
 
 
-async def _measure(direct: str, through: str, report: RealtimeReport, gateway: Service) -> None:
+async def _measure(bases: dict[str, str], report: RealtimeReport, gateway: Service) -> None:
+    paths = [(bases[name], result) for name, result in report.paths()]
     print(f"  round trips: {RTT_WARMUP} warm-up + {RTT_N} each, alternating", flush=True)
-    await _round_trips(f"{direct}/echo", f"{through}/echo", report)
+    await _round_trips(paths)
     mb = THROUGHPUT_BYTES >> 20
     print(f"  throughput: {THROUGHPUT_RUNS} runs of {mb} MB each way, alternating", flush=True)
     for run in range(THROUGHPUT_RUNS):
-        for base, result in ((direct, report.direct), (through, report.gateway)):
+        for base, result in paths:
             result.download.append(await _download(f"{base}/source"))
             result.upload.append(await _upload(f"{base}/sink"))
         if run == 0:
@@ -92,14 +113,16 @@ def _connect(url: str) -> connect:
     return connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=10)
 
 
-async def _round_trips(direct: str, through: str, report: RealtimeReport) -> None:
-    async with _connect(direct) as a, _connect(through) as b:
-        pairs = ((a, report.direct.rtt_ms), (b, report.gateway.rtt_ms))
+async def _round_trips(paths: list[tuple[str, PathResult]]) -> None:
+    async with AsyncExitStack() as stack:
+        sockets = [
+            (await stack.enter_async_context(_connect(f"{base}/echo")), r) for base, r in paths
+        ]
         for i in range(RTT_WARMUP + RTT_N):
-            for ws, out in pairs:
+            for ws, result in sockets:
                 ms = await _one_trip(ws)
                 if i >= RTT_WARMUP:
-                    out.append(ms)
+                    result.rtt_ms.append(ms)
 
 
 async def _one_trip(ws: ClientConnection) -> float:

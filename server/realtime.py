@@ -67,7 +67,7 @@ access = logging.getLogger("gateway.access")
 # A peer that does not answer a close frame is disconnected after this long.
 CLOSE_TIMEOUT = 2.0
 # Bytes read from a socket at a time; trio-websocket's 4 KiB default costs throughput.
-RECEIVE_BYTES = 64 * 1024
+RECEIVE_BYTES = 256 * 1024
 # Whole messages trio-websocket queues per connection before it stops reading.
 QUEUED_MESSAGES = 1
 SHUTDOWN = CloseReason(GOING_AWAY, "gateway shutting down")
