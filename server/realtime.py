@@ -6,16 +6,17 @@ matched the route and checked the gateway token):
   echoing the first subprotocol -> open the provider's WebSocket with
   trio-websocket's client -> relay -> close both sides -> record the session.
 
-Relay: two pump tasks and an idle watcher in one nursery. A pump awaits
-`get_message` on one side, then `send_message` on the other, so a slow reader
-stalls the side that feeds it: per direction the gateway holds trio-websocket's
-one-message queue and the message in hand, never a growing buffer.
+Relay: two pump tasks and a watcher (idle timeout, shutdown) in one nursery.
+A pump awaits `get_message` on one side, then `send_message` on the other, so
+a slow reader stalls the side that feeds it: per direction the gateway holds
+trio-websocket's one-message queue and the message in hand, never a growing
+buffer.
 
 Whatever ends a session (a side closing, the idle timeout, the end of the
 grace period after SIGTERM) is noted and the nursery cancelled; the closes
 happen after it, shielded and bounded, while both connections still read, so
 each side gets its close frame and its answer is awaited. A session cancelled
-from outside still closes both sides with 1001, without waiting for answers.
+from outside (the listener's last resort at shutdown) still sends both sides 1001.
 
 Error handling: the upstream's refusal, an unreachable upstream and a
 handshake timeout are close codes and reasons for the client; nothing here
@@ -28,12 +29,10 @@ import logging
 import math
 import time
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 
 import trio
 from trio_websocket import (
     CloseReason,
-    ConnectionClosed,
     ConnectionRejected,
     ConnectionTimeout,
     HandshakeError,
@@ -46,12 +45,9 @@ from engine.config import GatewaySettings
 from engine.errors import GatewayError
 from engine.ids import uuid7
 from engine.realtime import (
-    ABNORMAL,
     BAD_GATEWAY,
-    GOING_AWAY,
     INTERNAL_ERROR,
     TRY_AGAIN_LATER,
-    Flow,
     RealtimeRequest,
     RealtimeSession,
     plan_realtime,
@@ -59,34 +55,16 @@ from engine.realtime import (
     relay_close,
 )
 from engine.routes import Route
+from server.relay import CLOSE_TIMEOUT, SHUTDOWN, Ending, close, pump
 from server.universal import Universal
 
 log = logging.getLogger("gateway.realtime")
 access = logging.getLogger("gateway.access")
 
-# A peer that does not answer a close frame is disconnected after this long.
-CLOSE_TIMEOUT = 2.0
 # Bytes read from a socket at a time; trio-websocket's 4 KiB default costs throughput.
 RECEIVE_BYTES = 256 * 1024
 # Whole messages trio-websocket queues per connection before it stops reading.
 QUEUED_MESSAGES = 1
-SHUTDOWN = CloseReason(GOING_AWAY, "gateway shutting down")
-
-
-@dataclass(slots=True)
-class _End:
-    """How the relay ended, and when a message last went either way."""
-
-    last: float
-    by: str = ""  # client | upstream | idle; empty while running
-    code: int = 1000
-    reason: str | None = None
-    opened: bool = False  # the upstream handshake completed
-
-    def finish(self, by: str, reason: CloseReason | None) -> None:
-        if not self.by:  # the first end wins
-            self.by = by
-            self.code, self.reason = (reason.code, reason.reason) if reason else (ABNORMAL, None)
 
 
 class _Slot:
@@ -173,14 +151,14 @@ class Realtime:
     ) -> None:
         reason = f"too many realtime sessions on gateway {gateway_id} (limit {self.max_sessions})"
         client = await request.accept(subprotocol=session.plan.echo)
-        await _close(client, TRY_AGAIN_LATER, reason)
+        await close(client, TRY_AGAIN_LATER, reason)
         session.ended_by, session.client_close = "limit", (TRY_AGAIN_LATER, reason)
         self._record(session)
 
     async def _session(
         self, client: WebSocketConnection, session: RealtimeSession, slot: _Slot
     ) -> None:
-        end = _End(trio.current_time())
+        end = Ending(trio.current_time())
         try:
             async with self._open_upstream(session) as upstream:
                 end.opened = True
@@ -202,7 +180,7 @@ class Realtime:
                 if not end.by:  # cancelled while connecting: shutdown
                     end.by, end.code, end.reason = "shutdown", SHUTDOWN.code, SHUTDOWN.reason
                 session.ended_by, session.client_close = end.by, (end.code, end.reason)
-                await _close(client, end.code, end.reason)
+                await close(client, end.code, end.reason)
 
     def _open_upstream(
         self, session: RealtimeSession
@@ -242,15 +220,15 @@ class Realtime:
         client: WebSocketConnection,
         upstream: WebSocketConnection,
         session: RealtimeSession,
-        end: _End,
+        end: Ending,
     ) -> None:
         async with trio.open_nursery() as nursery:
             stop = nursery.cancel_scope
-            nursery.start_soon(_pump, client, upstream, session.sent, "client", end, stop)
-            nursery.start_soon(_pump, upstream, client, session.received, "upstream", end, stop)
+            nursery.start_soon(pump, client, upstream, session.sent, "client", end, stop)
+            nursery.start_soon(pump, upstream, client, session.received, "upstream", end, stop)
             nursery.start_soon(self._watch, end, stop)
 
-    async def _watch(self, end: _End, stop: trio.CancelScope) -> None:
+    async def _watch(self, end: Ending, stop: trio.CancelScope) -> None:
         """End the relay once it was idle too long, or once shutdown's grace period is over."""
         while True:
             now, idle_at = trio.current_time(), end.last + self.idle_timeout
@@ -273,7 +251,7 @@ class Realtime:
         client: WebSocketConnection,
         upstream: WebSocketConnection,
         session: RealtimeSession,
-        end: _End,
+        end: Ending,
     ) -> None:
         """Close each side as the end requires; a side that closed itself keeps its code."""
         told = (end.code, end.reason)
@@ -290,8 +268,8 @@ class Realtime:
         session.client_close, session.upstream_close = to_client, to_upstream
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_close, client, *to_client)
-                nursery.start_soon(_close, upstream, *to_upstream)
+                nursery.start_soon(close, client, *to_client)
+                nursery.start_soon(close, upstream, *to_upstream)
 
     def _record(self, session: RealtimeSession) -> None:
         if self.access_log:
@@ -312,41 +290,6 @@ class Realtime:
             )
         if self.universal.hooks is not None:
             self.universal.hooks.realtime_closed(session)
-
-
-async def _pump(
-    src: WebSocketConnection,
-    dst: WebSocketConnection,
-    flow: Flow,
-    side: str,
-    end: _End,
-    stop: trio.CancelScope,
-) -> None:
-    """Relay `src`'s messages to `dst` in order, one at a time (backpressure)."""
-    get, send, now = src.get_message, dst.send_message, trio.current_time
-    while True:
-        try:
-            message = await get()
-        except ConnectionClosed as exc:
-            end.finish(side, exc.reason)
-            stop.cancel()
-            return
-        flow.frames += 1
-        if type(message) is bytes or message.isascii():
-            flow.bytes += len(message)
-        else:
-            flow.bytes += len(message.encode())
-        end.last = now()
-        try:
-            await send(message)
-        except ConnectionClosed:
-            return  # `dst` is closing: the pump reading it reports how, after its last message
-
-
-async def _close(ws: WebSocketConnection, code: int, reason: str | None) -> None:
-    """Close one side, shielded and bounded; a side already closed is left as it is."""
-    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-        await ws.aclose(code, reason)
 
 
 def _code(close: tuple[int, str | None] | None) -> str:
