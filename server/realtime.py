@@ -33,28 +33,23 @@ from contextlib import AbstractAsyncContextManager
 import trio
 from trio_websocket import (
     CloseReason,
-    ConnectionRejected,
-    ConnectionTimeout,
-    HandshakeError,
     WebSocketConnection,
     WebSocketRequest,
-    open_websocket,
 )
 
 from engine.config import GatewaySettings
 from engine.errors import GatewayError
 from engine.ids import uuid7
 from engine.realtime import (
-    BAD_GATEWAY,
     INTERNAL_ERROR,
     TRY_AGAIN_LATER,
     RealtimeRequest,
     RealtimeSession,
     plan_realtime,
-    refused,
     relay_close,
 )
 from engine.routes import Route
+from server.provider_ws import ProviderSocketError, open_provider_socket
 from server.relay import CLOSE_TIMEOUT, SHUTDOWN, Ending, close, pump
 from server.universal import Universal
 
@@ -167,10 +162,9 @@ class Realtime:
                 finally:
                     slot.release()  # a closing session no longer counts against the cap
                     await self._close_both(client, upstream, session, end)
-        except HandshakeError as exc:
-            if end.opened:
-                return  # the upstream's close handshake timed out; both sides are closed
-            end.by, end.code, end.reason = self._failure(exc, session)
+        except ProviderSocketError as exc:
+            log.warning("realtime %s: %s", session.plan.where, exc.reason)
+            end.by, end.code, end.reason = exc.kind, exc.code, exc.reason
         except Exception:
             if not end.opened:  # a bug, logged by the listener; the client still gets a close
                 end.by, end.code, end.reason = "error", INTERNAL_ERROR, "gateway error"
@@ -186,34 +180,17 @@ class Realtime:
         self, session: RealtimeSession
     ) -> AbstractAsyncContextManager[WebSocketConnection]:
         plan = session.plan
-        return open_websocket(
-            plan.origin.host,
-            plan.origin.port,
+        return open_provider_socket(
+            plan.origin,
             plan.target,
-            use_ssl=self.universal.pool.ssl_context if plan.secure else False,
-            subprotocols=plan.subprotocols or None,
-            extra_headers=session.headers,
-            message_queue_size=QUEUED_MESSAGES,
-            max_message_size=self.max_frame,
-            receive_buffer_size=RECEIVE_BYTES,
-            connect_timeout=self.connect_timeout,
-            disconnect_timeout=CLOSE_TIMEOUT,
+            ssl_context=self.universal.pool.ssl_context if plan.secure else None,
+            subprotocols=plan.subprotocols,
+            headers=session.headers,
+            max_message=self.max_frame,
+            receive_bytes=RECEIVE_BYTES,
+            queued_messages=QUEUED_MESSAGES,
+            handshake_within=self.connect_timeout,
         )
-
-    def _failure(self, exc: HandshakeError, session: RealtimeSession) -> tuple[str, int, str]:
-        """What the client is told when the upstream could not be opened."""
-        where = session.plan.where
-        if isinstance(exc, ConnectionRejected):
-            status = exc.status_code
-            log.warning("realtime %s: upstream refused the handshake: HTTP %d", where, status)
-            return "refused", *refused(status)
-        if isinstance(exc, ConnectionTimeout):
-            seconds = f"{self.connect_timeout:g} s"
-            reason = f"upstream did not complete the WebSocket handshake in {seconds}"
-        else:
-            reason = f"upstream unreachable: {exc.__cause__ or exc}"
-        log.warning("realtime %s: %s", where, reason)
-        return "unreachable", BAD_GATEWAY, reason
 
     async def _relay(
         self,

@@ -61,7 +61,8 @@ class FakeRealtimeUpstream:
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
-        return int(sock.getsockname()[1])
+        self.port = int(sock.getsockname()[1])
+        return self.port
 
     def stop(self) -> None:
         if self._server is not None:

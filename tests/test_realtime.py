@@ -10,11 +10,13 @@ idleness, so the provider's thread always answers before the clock moves.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import socket
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -283,13 +285,18 @@ async def test_client_gone_closes_the_upstream_at_once(stack: Stack) -> None:
 
 
 async def test_upstream_refusal_and_unreachable_upstream(stack: Stack) -> None:
-    url = stack.url("openai?model=m&refuse=401")
-    code, reason = await talk(url, closed_with)
-    assert (code, reason) == (4401, "upstream refused the WebSocket handshake: HTTP 401")
-    assert await talk(stack.url("openai?model=m&refuse=429"), closed_with) == (
-        4429,
-        "upstream refused the WebSocket handshake: HTTP 429",
-    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        url = stack.url("openai?model=m&refuse=401")
+        code, reason = await talk(url, closed_with)
+        assert (code, reason) == (4401, "upstream refused the WebSocket handshake: HTTP 401")
+        assert await talk(stack.url("openai?model=m&refuse=429"), closed_with) == (
+            4429,
+            "upstream refused the WebSocket handshake: HTTP 429",
+        )
+        gc.collect()  # a refused upstream socket left open would be collected, and complain, now
+    upstream = f"raddr=('127.0.0.1', {stack.fake.port})"
+    assert not [w for w in seen if upstream in str(w.message)]
     code, reason = await talk(stack.url("custom-dead/stream"), closed_with)
     assert code == 1014
     assert reason.startswith("upstream unreachable: ")
