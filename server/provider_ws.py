@@ -51,20 +51,8 @@ async def open_provider_socket(
     handshake fails or takes longer than `handshake_within` seconds.
     """
     deadline = trio.current_time() + handshake_within  # the opening only, not the body
+    stream = await _connect(origin, ssl_context, deadline, handshake_within)
     try:
-        with trio.fail_at(deadline):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(origin.host, origin.port)
-    except trio.TooSlowError:
-        raise _timed_out(handshake_within) from None
-    except OSError as exc:
-        raise ProviderSocketError(
-            "unreachable", BAD_GATEWAY, f"upstream unreachable: {exc}"
-        ) from None
-    try:
-        if ssl_context is not None:
-            stream = trio.SSLStream(
-                stream, ssl_context, server_hostname=origin.host, https_compatible=True
-            )
         async with trio.open_nursery() as nursery:
             with trio.fail_at(deadline):
                 ws = await wrap_client_stream(
@@ -92,6 +80,35 @@ async def open_provider_socket(
         raise
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _connect(
+    origin: Origin, ssl_context: ssl.SSLContext | None, deadline: float, within: float
+) -> trio.abc.Stream:
+    """TCP, and TLS for wss: done here, so a certificate problem is reported at once."""
+    try:
+        with trio.fail_at(deadline):
+            tcp = await trio.open_tcp_stream(origin.host, origin.port)
+    except trio.TooSlowError:
+        raise _timed_out(within) from None
+    except OSError as exc:
+        raise ProviderSocketError(
+            "unreachable", BAD_GATEWAY, f"upstream unreachable: {exc}"
+        ) from None
+    if ssl_context is None:
+        return tcp
+    tls = trio.SSLStream(tcp, ssl_context, server_hostname=origin.host, https_compatible=True)
+    try:
+        with trio.fail_at(deadline):
+            await tls.do_handshake()
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(tcp)
+        raise _timed_out(within) from None
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(tcp)
+        reason = f"upstream TLS handshake failed: {exc.__cause__ or exc}"
+        raise ProviderSocketError("unreachable", BAD_GATEWAY, reason) from None
+    return tls
 
 
 def _timed_out(timeout: float) -> ProviderSocketError:

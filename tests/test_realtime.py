@@ -77,6 +77,7 @@ async def open_stack(
         "workers-ai": {"base_url": f"{up}/client/v4/accounts/{{account_id}}/ai"},
         "custom-rt": {"base_url": f"{up}/custom"},
         "custom-dead": {"base_url": "http://127.0.0.1:9/v1"},  # nothing listens: refused
+        "custom-tls": {"base_url": up.replace("http:", "https:")},  # wss to a plain server
     }
     server = {"http_port": 0, "ws_port": 0, "grace_period": 2, **server_settings}
     data = {"server": server, "providers": providers, "gateways": {"authed": {"token": TOKEN}}}
@@ -300,6 +301,9 @@ async def test_upstream_refusal_and_unreachable_upstream(stack: Stack) -> None:
     code, reason = await talk(stack.url("custom-dead/stream"), closed_with)
     assert code == 1014
     assert reason.startswith("upstream unreachable: ")
+    code, reason = await talk(stack.url("custom-tls/stream"), closed_with)
+    assert code == 1014
+    assert reason.startswith("upstream TLS handshake failed: ")
 
 
 async def test_slow_client_holds_back_the_upstream_instead_of_filling_memory(
