@@ -122,7 +122,8 @@ class RealtimeSession:
     received: Flow = field(default_factory=Flow)  # upstream -> client
     client_close: tuple[int, str | None] | None = None  # as the client saw it
     upstream_close: tuple[int, str | None] | None = None  # as the upstream saw it
-    ended_by: str = ""  # client | upstream | idle | limit | shutdown | refused | unreachable
+    # client | upstream | idle | shutdown | limit | rejected | refused | unreachable | error
+    ended_by: str = ""
     duration: float = 0.0
 
 
