@@ -176,7 +176,7 @@ async def _serve_ws(
             await ws_server.run(task_status=task_status)
         end = trio.current_time() + universal.config.server.grace_period
         handler.drain(end)  # realtime sessions close both their sides (1001) then
-        handlers.cancel_scope.deadline = end + 1  # and what is left a second later, as the root
+        handlers.cancel_scope.deadline = end + 1  # the rest a second later, with the root nursery
 
 
 async def _watch_signals(shutdown: trio.Event) -> None:
