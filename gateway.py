@@ -33,9 +33,11 @@ from providers import Registry, is_built_in
 from server.controls import Controls
 from server.hooks import Hooks
 from server.http import GatewayApp
+from server.realtime import RECEIVE_BYTES
 from server.universal import Universal
 from server.upstream import ConnectionPool
-from server.websocket import MAX_MESSAGE, WebSocketHandler
+from server.websocket import WebSocketHandler
+from server.wsmask import install as install_fast_masking
 from stores.redis import Redis, open_redis
 
 log = logging.getLogger("gateway")
@@ -90,6 +92,7 @@ async def serve(
     """Run both listeners until `shutdown` is set, then drain and return."""
     if shutdown is None:
         shutdown = trio.Event()
+    install_fast_masking()  # WebSocket frame masking in C rather than Python
     server = config.server
     pool = ConnectionPool(
         max_connections=server.upstream_max_connections,
@@ -168,17 +171,21 @@ async def _serve_ws(
     *,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    handler = WebSocketHandler(universal)
     async with trio.open_nursery() as handlers:
         with scope:
             listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
             ws_server = WebSocketServer(
-                WebSocketHandler(universal),
+                handler,
                 listeners,
                 handler_nursery=handlers,
-                max_message_size=MAX_MESSAGE,
+                max_message_size=universal.config.server.ws_max_frame_bytes,
+                receive_buffer_size=RECEIVE_BYTES,
             )
             await ws_server.run(task_status=task_status)
-        handlers.cancel_scope.deadline = trio.current_time() + universal.config.server.grace_period
+        end = trio.current_time() + universal.config.server.grace_period
+        handler.drain(end)  # realtime sessions close both their sides (1001) then
+        handlers.cancel_scope.deadline = end + 1  # the rest a second later, with the root nursery
 
 
 async def _watch_signals(shutdown: trio.Event) -> None:

@@ -126,14 +126,21 @@ def start_gateway(
     work: Path,
     access_log: bool,
     backlog: int | None = None,
+    label: str = "",
     extra: str = "",
     server_extra: str = "",
+    ws_port: int | None = None,
 ) -> Service:
-    """A gateway; `extra` is more TOML (gateways), `server_extra` more [server] lines."""
+    """A gateway on CPU 1 with openai at the fake upstream.
+
+    `extra` is more TOML (gateways, providers), `server_extra` more [server] lines.
+    """
     http_port, tag = free_port(), "on" if access_log else "off"
     if backlog is not None:
         tag += f"-backlog-{backlog}"
-    tag += "-gateways" if extra else ""
+    if label:
+        tag += f"-{label}"
+    tag += "-gateways" if extra and not label else ""
     tag += "-redis" if "redis_url" in server_extra else ""
     config = work / f"gateway-log-{tag}.toml"
     backlog_line = f"backlog = {backlog}\n" if backlog is not None else ""
@@ -148,7 +155,7 @@ def start_gateway(
         f"{extra}"
     )
     cmd = [*pin.prefix(1), sys.executable, "gateway.py", "--config", str(config)]
-    cmd += ["--host", HOST, "--port", str(http_port), "--ws-port", str(free_port())]
+    cmd += ["--host", HOST, "--port", str(http_port), "--ws-port", str(ws_port or free_port())]
     return start(
         f"gateway (access_log={tag})",
         cmd,

@@ -5,8 +5,8 @@ Every scenario runs DIRECT (client -> fake upstream) and THROUGH the gateway (cl
 cost on this machine rather than a number that only means something on the author's laptop.
 The gateway gets CPU 1 to itself; the fake upstream, wrk and the stream client share CPU 0.
 
-    .venv/bin/python bench/run.py                   (what `make bench` runs; about 5 minutes)
-    .venv/bin/python bench/run.py --only ratelimit  (section g alone; about 3.5 minutes)
+    .venv/bin/python bench/run.py                   (what `make bench` runs; every section)
+    .venv/bin/python bench/run.py --only SECTION    (one of: http, ratelimit, realtime)
 
 It is a report, not a test: missed targets still exit 0. It exits 1 only when something failed
 to run (a process died, a request errored or answered non-2xx), and 130 on Ctrl-C.
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -68,6 +70,7 @@ from processes import (
     start_static,
 )
 from ratelimit import RateLimitReport, print_ratelimit, run_ratelimit
+from realtime_load import MIN_THROUGHPUT_RATIO, RealtimeReport, run_realtime
 
 # --- the run ------------------------------------------------------------------------------------
 
@@ -86,6 +89,7 @@ class Report:
     log_on: tuple[WrkResult, WrkResult] | None = None  # gateway c=1, c=64 with access log on
     ceiling: tuple[WrkResult, WrkResult] | None = None  # hypercorn alone, c=1 and c=64
     bursts: list[tuple[str, BurstResult]] = field(default_factory=list)  # (backlog, result)
+    realtime: RealtimeReport | None = None
     access_lines: int = 0
     ratelimit: RateLimitReport | None = None
     problems: list[str] = field(default_factory=list)
@@ -123,19 +127,27 @@ class Runner:
         return result
 
 
+SECTIONS = ("http", "ratelimit", "realtime")
+
+
 def run(work: Path, services: list[Service], report: Report, only: str | None) -> None:
     """The whole benchmark (or one section), in the order the report reads."""
     pin = Pinning()
     report.pinning = pin.describe()
     report.idle_busy = busy_cpus()
-    ensure_wrk()
-    fake = start_fake(pin, free_port(), work)
-    services.append(fake)
-    if only != "ratelimit":
-        run_core(pin, fake, work, services, report)
-    print("g. gateway rate limit: none vs memory vs Redis, never refusing")
-    report.ratelimit = run_ratelimit(pin, fake, work, services)
-    report.problems += report.ratelimit.problems
+    if only in (None, "http", "ratelimit"):
+        ensure_wrk()
+        fake = start_fake(pin, free_port(), work)
+        services.append(fake)
+        if only in (None, "http"):
+            run_core(pin, fake, work, services, report)
+        if only in (None, "ratelimit"):
+            print("g. gateway rate limit: none vs memory vs Redis, never refusing")
+            report.ratelimit = run_ratelimit(pin, fake, work, services)
+            report.problems += report.ratelimit.problems
+    if only in (None, "realtime"):
+        print("h. realtime WebSockets: small text frames and binary throughput")
+        report.realtime = run_realtime(pin, work, services)
 
 
 def run_core(
@@ -264,7 +276,8 @@ def print_report(report: Report) -> None:
         f"{'scenario':<24}{'path':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'srv CPU':>9}{'CPU us/req':>11}  errors"
     )
-    print(f"{head}\n{'-' * len(head)}")
+    if report.c1:
+        print(f"{head}\n{'-' * len(head)}")
 
     def row(scenario: str, path: str, r: WrkResult) -> None:
         print(
@@ -346,6 +359,9 @@ def print_report(report: Report) -> None:
         for when, requests, mb in report.rss:
             print(f"  {when:<20}{requests:>8,} requests through the gateway  {mb:7.1f} MB")
 
+    if report.realtime:
+        print_realtime(report.realtime)
+
     print(f"\n{'target':<44}{'measured':>16}  {'goal':<22}result")
     print("-" * 90)
 
@@ -377,6 +393,8 @@ def print_report(report: Report) -> None:
 
     if report.ratelimit is not None:
         print_ratelimit(report.ratelimit)
+    if report.realtime:
+        realtime_targets(report.realtime, target)
 
     for name, (notable, tail) in report.logs.items():
         if notable:
@@ -389,14 +407,48 @@ def print_report(report: Report) -> None:
         print("\n".join(f"  - {p}" for p in report.problems))
 
 
+def print_realtime(rt: RealtimeReport) -> None:
+    """Section g's table."""
+    trips = len(rt.direct.rtt_ms)
+    print(f"\nh. realtime WebSockets, {trips:,} round trips of a small text frame; binary")
+    print("   throughput in 64 KiB messages, MB/s, median of the runs (each run: down/up)")
+    sub = f"{'path':<12}{'RTT p50 ms':>12}{'RTT p99 ms':>12}{'download':>10}{'upload':>10}  runs"
+    print(f"{sub}\n{'-' * (len(sub) + 24)}")
+    for name, r in rt.paths():
+        runs = ", ".join(f"{d:.0f}/{u:.0f}" for d, u in zip(r.download, r.upload, strict=True))
+        print(
+            f"{name:<12}{pct(r.rtt_ms, 50):>12.3f}{pct(r.rtt_ms, 99):>12.3f}"
+            f"{statistics.median(r.download):>10.0f}{statistics.median(r.upload):>10.0f}  {runs}"
+        )
+    print(
+        "trio relay: a bare trio TCP relay on the gateway's CPU, what any trio relay reaches here"
+    )
+    print("gateway memory (VmRSS): " + ", ".join(f"{w} {mb:.1f} MB" for w, mb in rt.rss))
+
+
+def realtime_targets(
+    rt: RealtimeReport, target: Callable[[str, str, str, bool | None], None]
+) -> None:
+    added = pct(rt.gateway.rtt_ms, 50) - pct(rt.direct.rtt_ms, 50)
+    target("realtime added round-trip p50", f"{added:+.3f} ms", "(reported)", None)
+    for way in ("download", "upload"):
+        gateway = statistics.median(getattr(rt.gateway, way))
+        ratio = gateway / statistics.median(getattr(rt.direct, way))
+        goal = f">= {MIN_THROUGHPUT_RATIO:.0%} of direct"
+        ok = ratio >= MIN_THROUGHPUT_RATIO
+        target(f"realtime {way} throughput, gateway/direct", f"{ratio:.1%}", goal, ok)
+        relay = gateway / statistics.median(getattr(rt.relay, way))
+        target(f"realtime {way}, gateway/bare trio relay", f"{relay:.1%}", "(reported)", None)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Gateway load benchmark")
-    parser.add_argument("--only", choices=["ratelimit"], help="run one section only")
-    only = parser.parse_args().only
+    parser.add_argument("--only", choices=SECTIONS, help="run one section")
+    only = parser.parse_args(argv).only
     signal.signal(signal.SIGTERM, _interrupt)
     report, services = Report(), list[Service]()
     interrupted = False

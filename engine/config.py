@@ -42,6 +42,13 @@ class ServerConfig:
     # A WebSocket with no message and no event in flight for this long is closed
     # (Cloudflare's general proxy idle timeout).
     ws_idle_timeout: float = 270.0
+    # The largest WebSocket message either way (Universal and realtime); a larger
+    # one closes the socket with 1009.
+    ws_max_frame_bytes: int = 32 * MiB
+    # Live realtime sessions per gateway in this process; one more is closed with 1013.
+    realtime_max_sessions: int = 256
+    # A realtime session with no message either way for this long is closed, both sides.
+    realtime_idle_timeout: float = 270.0
     # Connections the kernel queues for each listener before they are accepted.
     # hypercorn's default of 100 resets some clients of a burst of a few hundred;
     # the kernel caps the value at net.core.somaxconn.
@@ -153,6 +160,9 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "upstream_first_byte_timeout": (int, float),
         "access_log": bool,
         "ws_idle_timeout": (int, float),
+        "ws_max_frame_bytes": int,
+        "realtime_max_sessions": int,
+        "realtime_idle_timeout": (int, float),
         "backlog": int,
         "redis_url": str,
         "max_header_count": int,
@@ -173,6 +183,8 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "max_header_bytes",
         "max_steps",
         "max_connections_per_ip",
+        "ws_max_frame_bytes",
+        "realtime_max_sessions",
     ):
         if name in values and values[name] < 1:
             raise ConfigError(f"{key}.{name}: must be at least 1")
@@ -181,6 +193,7 @@ def _server(table: Mapping[str, Any]) -> ServerConfig:
         "upstream_connect_timeout",
         "upstream_first_byte_timeout",
         "ws_idle_timeout",
+        "realtime_idle_timeout",
     ):
         if name in values and values[name] <= 0:
             raise ConfigError(f"{key}.{name}: must be a positive number of seconds")

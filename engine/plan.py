@@ -138,7 +138,7 @@ class NativeRequest:
 
 
 def plan_step(step: Step, index: int, ctx: Context) -> StepPlan:
-    spec, base = _resolve(ctx.resolve, step.provider)
+    spec, base = resolve_provider(ctx.resolve, step.provider)
     path, query = check_endpoint(step.endpoint)
     if step.query is None and not step.has_query:
         body = b""
@@ -178,7 +178,7 @@ _NO_CONFIG = StepConfig()
 
 def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
     """Method, path, query and body go upstream as sent; retries come from the request."""
-    spec, base = _resolve(ctx.resolve, request.provider)
+    spec, base = resolve_provider(ctx.resolve, request.provider)
     path, _ = check_endpoint(request.path)
     body = request.body
     document = None
@@ -209,7 +209,7 @@ def plan_native(request: NativeRequest, ctx: Context) -> StepPlan:
     )
 
 
-def _resolve(resolve: Resolver, provider: str) -> tuple[ProviderSpec, BaseURL]:
+def resolve_provider(resolve: Resolver, provider: str) -> tuple[ProviderSpec, BaseURL]:
     resolved = resolve(provider)
     if resolved is None:
         raise GatewayError(400, INVALID_PROVIDER, f"Invalid provider: {provider!r}")

@@ -89,6 +89,16 @@ class ProviderSpec:
         compat_path: the endpoint compat calls for "openai"-style providers.
         realtime_path: the provider's realtime WebSocket path below its base,
             used when a realtime client names no path; None when it has none.
+            `{model}` in it is taken from the client's `model` query parameter
+            (Workers AI: `/workers-ai?model=@cf/...` -> `run/@cf/...`).
+        realtime_base_url: where its realtime WebSockets live when that is not
+            the HTTP base (Fal: `ws.fal.run`); a configured `base_url` wins.
+        realtime_subprotocol: a WebSocket subprotocol prefix that carries the
+            credential in browsers (`xi-api-key.`); such an entry is turned into
+            the provider's auth header (`auth.inject`) instead of going upstream.
+        realtime_query_key: a query parameter of realtime URLs that carries the
+            credential (Cloudflare's `google?api_key=`); it is sent upstream as
+            the provider's auth header instead.
         aliases: other slugs that name this provider (Cloudflare's realtime
             `google` for `google-ai-studio`, compat's `perplexity`).
     """
@@ -103,6 +113,9 @@ class ProviderSpec:
     compat: str | None = None
     compat_path: str = "chat/completions"
     realtime_path: str | None = None
+    realtime_base_url: str | None = None
+    realtime_subprotocol: str | None = None
+    realtime_query_key: str | None = None
     aliases: tuple[str, ...] = field(default=())
 
     def model(self, endpoint: str, query: object) -> str | None:

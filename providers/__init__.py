@@ -10,11 +10,33 @@ from collections.abc import Mapping
 
 from engine.provider import ProviderSpec
 from engine.urls import BaseURL, parse_base_url
-from providers import anthropic, groq, mistral, openai, workers_ai
+from providers import (
+    anthropic,
+    cartesia,
+    deepgram,
+    elevenlabs,
+    fal,
+    google_ai_studio,
+    groq,
+    mistral,
+    openai,
+    workers_ai,
+)
 
 BUILT_IN: dict[str, ProviderSpec] = {
     module.PROVIDER.slug: module.PROVIDER
-    for module in (workers_ai, openai, anthropic, groq, mistral)
+    for module in (
+        workers_ai,
+        openai,
+        anthropic,
+        groq,
+        mistral,
+        google_ai_studio,
+        cartesia,
+        elevenlabs,
+        fal,
+        deepgram,
+    )
 }
 
 

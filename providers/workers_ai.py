@@ -3,6 +3,8 @@
 Endpoints may be written `@cf/...`, `run/@cf/...` or `v1/...`; a configured
 base URL may end in `.../ai` or `.../ai/run` (the form Cloudflare's provider
 table gives for model paths). Either way `run/` appears exactly once.
+Realtime models (Deepgram on Workers AI) open a WebSocket on their run path:
+`/workers-ai?model=@cf/deepgram/nova-3&...` -> `.../ai/run/@cf/deepgram/nova-3?...`.
 """
 
 import dataclasses
@@ -31,4 +33,5 @@ PROVIDER = ProviderSpec(
     normalize_base=_normalize_base,
     usage="workers-ai",
     compat="workers-ai",
+    realtime_path="run/{model}",
 )

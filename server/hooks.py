@@ -14,6 +14,10 @@ their work through three seams instead of editing that code:
 - `Transform`: rewrites the committed response on its way to the client
   (`/compat` translates a provider's answer into OpenAI's shape).
 
+Realtime WebSocket sessions have no attempts; `Hooks.realtime_open` and
+`realtime_closed` see each session begin (rate limits, stored keys) and end
+(its log record).
+
 With no feature configured the lists are empty and a request pays nothing.
 """
 
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from engine.plan import StepPlan
+    from engine.realtime import RealtimeSession
     from engine.retry import Attempt, Failure
     from server.executor import Committed
     from server.universal import Prepared
@@ -80,6 +85,16 @@ class Hooks:
     def on_commit(self, prepared: Prepared, committed: Committed) -> None:
         """The response the client gets: add taps or a transform here."""
 
+    async def realtime_open(self, session: RealtimeSession) -> None:
+        """A realtime session is about to open its upstream.
+
+        Raise a GatewayError to refuse it (the client's handshake gets that
+        status and envelope), or add a header to `session.headers` (a stored key).
+        """
+
+    def realtime_closed(self, session: RealtimeSession) -> None:
+        """A realtime session ended; its record (traffic, close codes, duration) is complete."""
+
 
 class HookChain(Hooks):
     """Several features' hooks, called in order; the first stored answer wins."""
@@ -102,6 +117,14 @@ class HookChain(Hooks):
     def on_commit(self, prepared: Prepared, committed: Committed) -> None:
         for hook in self.hooks:
             hook.on_commit(prepared, committed)
+
+    async def realtime_open(self, session: RealtimeSession) -> None:
+        for hook in self.hooks:
+            await hook.realtime_open(session)
+
+    def realtime_closed(self, session: RealtimeSession) -> None:
+        for hook in self.hooks:
+            hook.realtime_closed(session)
 
 
 class _Chained:

@@ -1,4 +1,9 @@
-"""The WebSocket listener: the Universal Endpoint over a persistent socket.
+"""The WebSocket listener: the Universal Endpoint over a persistent socket, and realtime.
+
+`/v1/{account}/{gateway}` serves `universal.create`; a path that names a
+provider (`/v1/{account}/{gateway}/{provider}[/{path}]`) is a realtime
+session, relayed to that provider's WebSocket by `server/realtime.py`. Both
+check the gateway token at the handshake.
 
 Each `universal.create` runs in its own task of a per-connection nursery, so many
 events are in flight on one socket, correlated by `eventId`. A bad frame gets a
@@ -27,13 +32,14 @@ from engine.plan import raw_cf_headers
 from engine.sse import EventSplitter, parse_event
 from engine.steps import parse_steps
 from server.executor import Committed
+from server.realtime import Realtime
 from server.universal import Prepared, Universal
 from server.upstream import UpstreamUnavailable
 
 log = logging.getLogger("gateway.websocket")
 
 # Limits Cloudflare does not document; these are our choices.
-MAX_MESSAGE = 32 * 1024 * 1024
+MAX_MESSAGE = 32 * 1024 * 1024  # an upstream body embedded in one `universal.created`
 MAX_IN_FLIGHT = 64
 # A client that stops reading cannot hold an event's task forever.
 SEND_TIMEOUT = 10.0
@@ -50,6 +56,11 @@ class WebSocketHandler:
     def __init__(self, universal: Universal) -> None:
         self.universal = universal
         self.idle_timeout = universal.config.server.ws_idle_timeout
+        self.realtime = Realtime(universal)
+
+    def drain(self, deadline: float) -> None:
+        """Shutdown: realtime sessions close both their sides at `deadline` (trio time)."""
+        self.realtime.drain(deadline)
 
     async def __call__(self, request: WebSocketRequest) -> None:
         """Serve one connection; never raise, since that would stop the listener."""
@@ -76,7 +87,7 @@ class WebSocketHandler:
             await request.reject(exc.status, body=exc.body())
             return
         route = routes.match(request.path.partition("?")[0])
-        if route is None or route.kind != "universal":
+        if route is None or route.kind == "health":
             await request.reject(
                 404, body=GatewayError(404, 2008, "No WebSocket route here").body()
             )
@@ -92,6 +103,9 @@ class WebSocketHandler:
             authorize(gateway, credential)
         except GatewayError as exc:
             await request.reject(401, body=exc.body())
+            return
+        if route.kind == "provider":
+            await self.realtime.serve(request, route, gateway, request_cf)
             return
         # Echo the first subprotocol offered so browsers accept the handshake.
         ws = await request.accept(subprotocol=offered[0] if offered else None)
