@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 
 from engine.auth import AUTH_SUBPROTOCOL
 from engine.errors import bad_request
+from engine.keys import settle_credentials
 from engine.plan import Context, resolve_provider
 from engine.provider import ProviderSpec
 from engine.urls import BaseURL, Origin, check_endpoint, parse_base_url, upstream_target
@@ -160,7 +161,11 @@ def plan_realtime(request: RealtimeRequest, ctx: Context) -> RealtimePlan:
         if key:
             _set_credential(headers, spec, key)
     route = spec.route(path)
-    target = upstream_target(base, route, query, ctx.account_id).decode("ascii")
+    raw_target = upstream_target(base, route, query, ctx.account_id)
+    target = raw_target.decode("ascii")
+    # Stored keys, aliases and byok_only apply to sessions as to requests.
+    request_line = (b"GET", base.origin, raw_target, b"")
+    headers = settle_credentials(headers, spec, ctx.gateway, ctx.options.byok_alias, request_line)
     if model is None:
         model = spec.model(route, None) if spec.model_in_endpoint else _param(query, "model")
     return RealtimePlan(

@@ -115,8 +115,7 @@ class Controls:
         Raises:
             GatewayError: 429 / 2003, rate limited or at `max_concurrent`.
         """
-        if gateway.rate_limit is not None:
-            await self._check_rate(gateway_id, gateway)
+        await self.check_rate(gateway_id, gateway)
         count = self.in_flight.get(gateway_id, 0)
         if count >= gateway.max_concurrent:
             self.concurrency_refused[gateway_id] = self.concurrency_refused.get(gateway_id, 0) + 1
@@ -130,9 +129,15 @@ class Controls:
         self.in_flight[gateway_id] = count + 1
         return InFlight(self, gateway_id)
 
-    async def _check_rate(self, gateway_id: str, gateway: GatewaySettings) -> None:
+    async def check_rate(self, gateway_id: str, gateway: GatewaySettings) -> None:
+        """Count one request (or realtime session start) against the gateway's rate limit.
+
+        Raises:
+            GatewayError: 429 / 2003 with Retry-After when over the limit.
+        """
         rule = gateway.rate_limit
-        assert rule is not None
+        if rule is None:
+            return
         try:
             decision = await self.limits.hit(gateway_id, rule)
         except RateLimitUnavailable as exc:

@@ -127,6 +127,12 @@ class Realtime:
         slot = _Slot(self.live, gateway_id)
         started = trio.current_time()
         try:
+            try:
+                await self.universal.controls.check_rate(gateway_id, gateway)
+            except GatewayError as exc:
+                session.ended_by = "rate limited"
+                await request.reject(exc.status, body=exc.body())
+                return
             if self.universal.hooks is not None:
                 try:
                     await self.universal.hooks.realtime_open(session)

@@ -80,7 +80,15 @@ async def open_stack(
         "custom-tls": {"base_url": up.replace("http:", "https:")},  # wss to a plain server
     }
     server = {"http_port": 0, "ws_port": 0, "grace_period": 2, **server_settings}
-    data = {"server": server, "providers": providers, "gateways": {"authed": {"token": TOKEN}}}
+    gateways = {
+        "authed": {"token": TOKEN},
+        "keyed": {
+            "token": TOKEN,
+            "keys": {"openai": {"default": "sk-stored", "other": "sk-other"}},
+            "rate_limit": {"limit": 2, "interval": 3600},
+        },
+    }
+    data = {"server": server, "providers": providers, "gateways": gateways}
     config = load_config(data, is_built_in)
     shutdown = trio.Event()
     listening = await nursery.start(
@@ -501,3 +509,22 @@ async def test_session_seams_refuse_add_a_key_and_see_the_record(
     assert record.plan.model == "m"
     assert "sent 2 frames 8 B, received 2 frames 8 B; ended by client" in caplog.text
     assert "SECRET-KEY" not in caplog.text  # the query is never logged
+
+
+async def test_stored_keys_and_rate_limit_apply_to_sessions(stack: Stack) -> None:
+    """A session gets the gateway's stored key, and counts against its rate limit."""
+    auth = {"cf-aig-authorization": f"Bearer {TOKEN}"}
+
+    def client(ws: ClientConnection) -> None:
+        echo(ws, "hello")
+
+    url = stack.url("openai?model=m", "keyed")
+    await talk(url, client, additional_headers=auth)
+    await talk(url, client, additional_headers={**auth, "cf-aig-byok-alias": "other"})
+    with pytest.raises(InvalidStatus) as info:
+        await talk(url, client, additional_headers=auth)
+    assert info.value.response.status_code == 429
+    assert json.loads(info.value.response.body)["error"][0]["code"] == 2003
+    first, second = await stack.upstream(2)
+    assert first.headers["authorization"] == "Bearer sk-stored"
+    assert second.headers["authorization"] == "Bearer sk-other"
