@@ -109,40 +109,53 @@ async def serve(
     backlog = effective_backlog(server.backlog)
     hypercorn.backlog = backlog
     try:
-        async with open_redis(server.redis_url) as redis, trio.open_nursery() as root:
+        async with open_redis(server.redis_url) as redis, trio.open_nursery() as services:
+            hooks = features(config, redis)
+            for hook in hooks:
+                await services.start(hook.serve)
             universal = Universal(
-                config,
-                Registry(config.providers),
-                pool,
-                features(config, redis),
-                Controls.build(config, redis),
+                config, Registry(config.providers), pool, hooks, Controls.build(config, redis)
             )
-            binds = await root.start(
-                partial(
-                    hypercorn_serve,
-                    GatewayApp(universal),
-                    hypercorn,
-                    shutdown_trigger=shutdown.wait,
-                )
-            )
-            http_port = int(binds[0].rsplit(":", 1)[1])
-            ws_scope = trio.CancelScope()
-            ws_server = await root.start(
-                _serve_ws, universal, server.host, server.ws_port, backlog, ws_scope
-            )
-            ws_port = ws_server.port
-            log.info("HTTP listening on http://%s:%d", server.host, http_port)
-            log.info("WebSocket listening on ws://%s:%d", server.host, ws_port)
-            task_status.started(Listening(http_port, ws_port))
-            await shutdown.wait()
-            log.info("shutting down: draining in-flight requests (up to %gs)", server.grace_period)
-            # hypercorn drains on its own; the WebSocket listener stops accepting
-            # and its live sockets get the same grace period (see _serve_ws).
-            ws_scope.cancel()
-            root.cancel_scope.deadline = trio.current_time() + server.grace_period + 1
+            await _serve_listeners(universal, hypercorn, backlog, shutdown, task_status)
+            # Every request has finished: the features' services flush and stop.
+            services.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await pool.aclose()
+
+
+async def _serve_listeners(
+    universal: Universal,
+    hypercorn: HypercornConfig,
+    backlog: int,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[Listening],
+) -> None:
+    server = universal.config.server
+    async with trio.open_nursery() as root:
+        binds = await root.start(
+            partial(
+                hypercorn_serve,
+                GatewayApp(universal),
+                hypercorn,
+                shutdown_trigger=shutdown.wait,
+            )
+        )
+        http_port = int(binds[0].rsplit(":", 1)[1])
+        ws_scope = trio.CancelScope()
+        ws_server = await root.start(
+            _serve_ws, universal, server.host, server.ws_port, backlog, ws_scope
+        )
+        ws_port = ws_server.port
+        log.info("HTTP listening on http://%s:%d", server.host, http_port)
+        log.info("WebSocket listening on ws://%s:%d", server.host, ws_port)
+        task_status.started(Listening(http_port, ws_port))
+        await shutdown.wait()
+        log.info("shutting down: draining in-flight requests (up to %gs)", server.grace_period)
+        # hypercorn drains on its own; the WebSocket listener stops accepting
+        # and its live sockets get the same grace period (see _serve_ws).
+        ws_scope.cancel()
+        root.cancel_scope.deadline = trio.current_time() + server.grace_period + 1
 
 
 def features(config: Config, redis: Redis | None) -> list[Hooks]:

@@ -14,6 +14,10 @@ their work through three seams instead of editing that code:
 - `Transform`: rewrites the committed response on its way to the client
   (`/compat` translates a provider's answer into OpenAI's shape).
 
+A feature with work of its own (the log writer, the cache sweeper) runs it in
+`Hooks.serve`, started in the root nursery before the listeners and stopped
+after they have drained, so every request finished has been seen by it.
+
 Realtime WebSocket sessions have no attempts; `Hooks.realtime_open` and
 `realtime_closed` see each session begin (rate limits, stored keys) and end
 (its log record).
@@ -26,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+import trio
 
 if TYPE_CHECKING:
     from engine.plan import StepPlan
@@ -72,6 +78,15 @@ class AttemptResult:
 
 class Hooks:
     """The no-op base: a feature overrides what it needs."""
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The feature's background service, if it has one.
+
+        Started with `nursery.start` before the listeners; call
+        `task_status.started()` once ready. It is cancelled after the listeners
+        have drained: flush what is pending then, under a shielded scope.
+        """
+        task_status.started()
 
     async def before_attempt(
         self, prepared: Prepared, plan: StepPlan, attempt: Attempt
