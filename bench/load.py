@@ -44,18 +44,23 @@ class Target:
 
 
 def make_targets(
-    fake: Service, gateway: Service, work: Path, stream: bool
+    fake: Service, gateway: Service, work: Path, stream: bool, gap_ms: int = 0
 ) -> tuple[Target, Target]:
-    """The same chat completion, direct and wrapped in a one-step Universal body."""
+    """The same chat completion, direct and wrapped in a one-step Universal body.
+
+    A stream has STREAM_CHUNKS events, `gap_ms` apart (the fake upstream's pace).
+    """
     query = {**QUERY, "stream": True} if stream else QUERY
     headers = {**AUTH, "x-fake-chunks": str(STREAM_CHUNKS)} if stream else AUTH
+    if gap_ms:
+        headers = {**headers, "x-fake-chunk-delay-ms": str(gap_ms)}
     step = {
         "provider": "openai",
         "endpoint": "chat/completions",
         "headers": headers,
         "query": query,
     }
-    kind = "stream" if stream else "plain"
+    kind = f"stream-{gap_ms}" if stream else "plain"
     direct_body, gateway_body = json.dumps(query).encode(), json.dumps([step]).encode()
     (direct_file := work / f"direct-{kind}.json").write_bytes(direct_body)
     (gateway_file := work / f"gateway-{kind}.json").write_bytes(gateway_body)
